@@ -1,0 +1,215 @@
+"""The `attnyolo` command: argparse subcommands that map flags onto engine calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+# phi of the original yolov4-tiny-keras scripts; accepted here only, for people coming from them.
+PHI = {"0": None, "1": "se", "2": "cbam", "3": "eca", "4": "ca"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def _attention(value: str) -> str | None:
+    from attnyolo.layers import attention_names
+
+    if value in PHI:
+        return PHI[value]
+    if value.lower() == "none":
+        return None
+    if value.lower() not in attention_names():
+        raise argparse.ArgumentTypeError(
+            f"unknown attention {value!r}; choose from none, {', '.join(attention_names())} "
+            "or the original scripts' phi 0-4"
+        )
+    return value.lower()
+
+
+def _classes(value: str) -> int | list[str]:
+    """A class count, or a names file with one class per line (like coco.names)."""
+    if value.isdigit():
+        return int(value)
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{value}: neither a class count nor a class-names file")
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{value}: the class-names file is empty")
+    return names
+
+
+def _size(values: list[int]) -> tuple[int, int]:
+    if len(values) not in (1, 2):
+        raise ValueError(f"--input-size takes one or two numbers, got {values}")
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+def cmd_summary(args) -> None:
+    from attnyolo.engine.summary import attention_table, format_table, summarize
+
+    if args.model:
+        from attnyolo.models import load_detector
+
+        model = load_detector(args.model)
+        info = summarize(model)
+        info.update(
+            classes=model.class_names,
+            anchors=model.anchors,
+            anchor_masks=model.anchor_masks,
+            xy_scale=model.xy_scale,
+            attention_positions=model.attention_positions if model.attention else [],
+        )
+        print(json.dumps(info, indent=2, default=list))
+        return
+    attentions = args.attention if args.attention else [None, "se", "cbam", "eca", "ca"]
+    rows = attention_table(_size(args.input_size), args.classes, attentions)
+    print(format_table(rows))
+
+
+def cmd_predict(args) -> None:
+    from attnyolo.engine.predict import predict_images
+
+    images = []
+    for item in map(Path, args.images):
+        if item.is_dir():
+            images += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            images.append(item)
+    document = predict_images(
+        args.model,
+        images,
+        output_dir=args.output,
+        draw=not args.no_draw,
+        confidence=args.confidence,
+        nms_iou=args.nms_iou,
+        letterbox=args.letterbox,
+        max_per_class=args.max_per_class,
+        max_detections=args.max_detections,
+        batch_size=args.batch_size,
+    )
+    for entry in document["images"]:
+        found = (
+            ", ".join(f"{d['class_name']} {d['score']:.2f}" for d in entry["detections"][:10])
+            or "nothing"
+        )
+        more = len(entry["detections"]) - 10
+        print(f"{entry['image']}: {found}{f' (+{more} more)' if more > 0 else ''}")
+    print(f"wrote {Path(args.output) / 'detections.json'}")
+    if document["failed"]:
+        raise SystemExit(f"error: {len(document['failed'])} image(s) could not be read")
+
+
+def cmd_create(args) -> None:
+    from attnyolo.models import YOLOv4Tiny, save_detector
+
+    model = YOLOv4Tiny(
+        classes=args.classes,
+        input_size=_size(args.input_size),
+        attention=args.attention,
+        xy_scale=args.xy_scale,
+    )
+    save_detector(model, args.output)
+    print(f"wrote untrained {model.attention or 'no-attention'} YOLOv4-tiny to {args.output}")
+
+
+def cmd_darknet_import(args) -> None:
+    from attnyolo.models import model_from_darknet, save_detector
+
+    extra = {"attention": args.attention}
+    if args.input_size:
+        extra["input_size"] = _size(args.input_size)
+    model, report = model_from_darknet(args.cfg, args.weights, classes=args.names, **extra)
+    save_detector(model, args.output)
+    if report is not None:
+        print(report)
+    print(f"wrote {args.output}")
+
+
+def cmd_darknet_export(args) -> None:
+    from attnyolo.models import load_detector, save_darknet
+
+    model = load_detector(args.model)
+    prefix = Path(args.output)
+    save_darknet(model, prefix.with_suffix(".weights"), prefix.with_suffix(".cfg"))
+    prefix.with_suffix(".names").write_text("\n".join(model.class_names) + "\n")
+    print(f"wrote {prefix.with_suffix('.cfg')}, .weights and .names")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attnyolo",
+        description="Attention-augmented YOLOv4-tiny (SE, CBAM, ECA, Coordinate Attention).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    attention_help = "none, se, cbam, eca, ca (or the original scripts' phi 0-4)"
+
+    p = sub.add_parser(
+        "summary", help="parameters and FLOPs per attention type, or of a model file"
+    )
+    p.add_argument("model", nargs="?", help="a .keras detector file to describe instead")
+    p.add_argument("--input-size", type=int, nargs="+", default=[416], metavar="N")
+    p.add_argument("--classes", type=_classes, default=80, help="a count or a names file")
+    p.add_argument("--attention", type=_attention, nargs="+", help=attention_help)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("predict", help="detect objects in images; writes labelled images + JSON")
+    p.add_argument("model", help="a .keras detector file")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("-o", "--output", default="predictions", help="output folder")
+    p.add_argument("--confidence", type=float, default=0.5)
+    p.add_argument("--nms-iou", type=float, default=0.3)
+    p.add_argument("--letterbox", action="store_true", help="keep aspect ratio, pad with grey")
+    p.add_argument("--max-per-class", type=int, default=100)
+    p.add_argument("--max-detections", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-draw", action="store_true", help="write only detections.json")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("create", help="write an untrained detector file")
+    p.add_argument("-o", "--output", required=True, help="the .keras file to write")
+    p.add_argument("--classes", type=_classes, default=80, help="a count or a names file")
+    p.add_argument("--input-size", type=int, nargs="+", default=[416], metavar="N")
+    p.add_argument("--attention", type=_attention, default=None, help=attention_help)
+    p.add_argument("--xy-scale", type=float, default=1.0)
+    p.set_defaults(func=cmd_create)
+
+    p = sub.add_parser("darknet", help="import or export Darknet .cfg/.weights")
+    dsub = p.add_subparsers(dest="darknet_command", required=True)
+    q = dsub.add_parser("import", help="a yolov4-tiny .cfg (+ .weights) into a .keras detector")
+    q.add_argument("cfg")
+    q.add_argument("weights", nargs="?", help="omit for random initial weights")
+    q.add_argument("--names", type=_classes, default=None, help="class-names file, e.g. coco.names")
+    q.add_argument("--attention", type=_attention, default=None, help=attention_help)
+    q.add_argument("--input-size", type=int, nargs="+", metavar="N", help="default: the cfg's")
+    q.add_argument("-o", "--output", required=True, help="the .keras file to write")
+    q.set_defaults(func=cmd_darknet_import)
+    q = dsub.add_parser("export", help="a .keras detector without attention to .cfg/.weights")
+    q.add_argument("model")
+    q.add_argument(
+        "-o", "--output", required=True, help="path prefix: writes PREFIX.cfg/.weights/.names"
+    )
+    q.set_defaults(func=cmd_darknet_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
+    args = build_parser().parse_args(argv)
+    from attnyolo.data.images import ImageError
+    from attnyolo.models.darknet import DarknetError
+    from attnyolo.models.saving import ModelFileError
+
+    try:
+        args.func(args)
+    except (ImageError, DarknetError, ModelFileError, FileNotFoundError, ValueError) as e:
+        if os.environ.get("ATTNYOLO_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

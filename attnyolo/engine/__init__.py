@@ -1,0 +1,1 @@
+"""Workflows as functions taking plain arguments: predict, summary, Darknet conversion."""

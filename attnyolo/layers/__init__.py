@@ -1,0 +1,27 @@
+"""Plug-and-play attention layers (SE, CBAM, ECA, Coordinate Attention) and their registry."""
+
+from attnyolo.layers.cbam import CBAM, ChannelAttention, SpatialAttention
+from attnyolo.layers.coord import CoordinateAttention
+from attnyolo.layers.eca import ECA
+from attnyolo.layers.insert import insert_attention
+from attnyolo.layers.registry import (
+    attention_names,
+    attention_spec_name,
+    get_attention,
+    register_attention,
+)
+from attnyolo.layers.se import SqueezeExcitation
+
+__all__ = [
+    "CBAM",
+    "ECA",
+    "ChannelAttention",
+    "CoordinateAttention",
+    "SpatialAttention",
+    "SqueezeExcitation",
+    "attention_names",
+    "attention_spec_name",
+    "get_attention",
+    "insert_attention",
+    "register_attention",
+]

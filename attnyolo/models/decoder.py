@@ -1,0 +1,203 @@
+"""Turns raw YOLO head outputs into boxes, as the original scripts decode them, plus class-wise NMS.
+
+Decoding is a separate, swappable step: its thresholds are constructor arguments, and it works on
+NumPy arrays of the heads so that any backend's (or an exported model's) output can be decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Detections:
+    """Detections for one image: `boxes` (K, 4) as x1, y1, x2, y2 in the original image's pixels,
+    `scores` (K,) = objectness x class probability, `classes` (K,) class indices."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def to_records(self, class_names: Sequence[str]) -> list[dict]:
+        return [
+            {
+                "class_id": int(c),
+                "class_name": class_names[int(c)],
+                "score": round(float(s), 6),
+                "box": [round(float(v), 2) for v in b],
+            }
+            for b, s, c in zip(self.boxes, self.scores, self.classes, strict=True)
+        ]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # overflow-free
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one x1y1x2y2 box against many (continuous coordinates, no +1)."""
+    ix1 = np.maximum(box[0], boxes[:, 0])
+    iy1 = np.maximum(box[1], boxes[:, 1])
+    ix2 = np.minimum(box[2], boxes[:, 2])
+    iy2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area + areas - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS: indices kept, by descending score; a box is dropped when its IoU with a kept
+    box is greater than `iou_threshold` (as `tf.image.non_max_suppression`)."""
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        if order.size == 1:
+            break
+        rest = order[1:]
+        order = rest[box_iou(boxes[i], boxes[rest]) <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def batched_nms(
+    boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float
+) -> np.ndarray:
+    """Class-wise NMS in one pass: boxes of different classes are moved apart so they never
+    overlap, then plain NMS runs once (the trick torchvision's `batched_nms` uses)."""
+    if boxes.size == 0:
+        return np.zeros((0,), np.int64)
+    span = float(boxes.max() - min(boxes.min(), 0.0)) + 1.0
+    shifted = boxes + (classes.astype(boxes.dtype) * span)[:, None]
+    return nms(shifted, scores, iou_threshold)
+
+
+class YoloDecoder:
+    """Decodes YOLO heads and runs class-wise NMS.
+
+    For a cell (i, j) of a head with grid (gh, gw) and an anchor (aw, ah):
+    `cx = (s * sigmoid(tx) - (s - 1) / 2 + j) / gw`, `w = exp(tw) * aw / input_width` (y and h
+    alike), with the xy scale `s`; score = sigmoid(objectness) x sigmoid(class logit).
+
+    Args:
+        anchors: `(width, height)` pairs in input pixels.
+        anchor_masks: anchor indices per head, in the order of the heads.
+        input_size: the model's `(height, width)`.
+        num_classes: number of classes.
+        xy_scale: see above; 1.0 in the original scripts.
+        confidence: keep scores >= this (the original's `confidence`, 0.5 for prediction).
+        nms_iou: class-wise NMS IoU threshold (the original's `nms_iou`, 0.3).
+        max_per_class: at most this many boxes per class (the original's `max_boxes`, 100).
+        max_detections: at most this many boxes per image overall, by score (None: no cap).
+    """
+
+    def __init__(
+        self,
+        anchors: Sequence[Sequence[float]],
+        anchor_masks: Sequence[Sequence[int]],
+        input_size: Sequence[int],
+        num_classes: int,
+        xy_scale: float = 1.0,
+        confidence: float = 0.5,
+        nms_iou: float = 0.3,
+        max_per_class: int = 100,
+        max_detections: int | None = None,
+    ):
+        self.anchors = np.asarray(anchors, np.float32)
+        self.anchor_masks = [list(m) for m in anchor_masks]
+        self.input_size = tuple(int(v) for v in input_size)
+        self.num_classes = int(num_classes)
+        self.xy_scale = float(xy_scale)
+        self.confidence = float(confidence)
+        self.nms_iou = float(nms_iou)
+        self.max_per_class = int(max_per_class)
+        self.max_detections = max_detections
+
+    @classmethod
+    def from_model(cls, model, **kwargs) -> YoloDecoder:
+        """A decoder for a `YOLOv4Tiny` (anchors, masks, size, classes and xy scale from it)."""
+        return cls(
+            anchors=model.anchors,
+            anchor_masks=model.anchor_masks,
+            input_size=model.input_size,
+            num_classes=model.num_classes,
+            xy_scale=model.xy_scale,
+            **kwargs,
+        )
+
+    def decode(self, heads: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw heads -> (boxes (N, A, 4) x1y1x2y2 in input pixels, objectness (N, A),
+        class probabilities (N, A, C)), A being all cells x anchors of all heads."""
+        height, width = self.input_size
+        s = self.xy_scale
+        all_boxes, all_obj, all_cls = [], [], []
+        for head, mask in zip(heads, self.anchor_masks, strict=True):
+            head = np.asarray(head, np.float32)
+            n, gh, gw, _ = head.shape
+            p = head.reshape(n, gh, gw, len(mask), 5 + self.num_classes)
+            gy, gx = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+            cx = (s * _sigmoid(p[..., 0]) - (s - 1) / 2 + gx[..., None]) / gw * width
+            cy = (s * _sigmoid(p[..., 1]) - (s - 1) / 2 + gy[..., None]) / gh * height
+            anchors = self.anchors[mask]
+            w = np.exp(np.minimum(p[..., 2], 20.0)) * anchors[:, 0]
+            h = np.exp(np.minimum(p[..., 3], 20.0)) * anchors[:, 1]
+            boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+            all_boxes.append(boxes.reshape(n, -1, 4))
+            all_obj.append(_sigmoid(p[..., 4]).reshape(n, -1))
+            all_cls.append(_sigmoid(p[..., 5:]).reshape(n, -1, self.num_classes))
+        return (
+            np.concatenate(all_boxes, 1),
+            np.concatenate(all_obj, 1),
+            np.concatenate(all_cls, 1),
+        )
+
+    def __call__(
+        self,
+        heads: Sequence[np.ndarray],
+        image_sizes: Sequence[Sequence[int]],
+        transforms: np.ndarray | None = None,
+    ) -> list[Detections]:
+        """Decodes a batch.
+
+        Args:
+            heads: the model's raw outputs, stride 32 first.
+            image_sizes: `(height, width)` of each original image, to clip boxes to.
+            transforms: per image `(scale_x, scale_y, pad_x, pad_y)` that mapped original pixels
+                to input pixels (`input = original * scale + pad`), as returned by
+                `attnyolo.data.letterbox` / `resize`; None means the images are the input size.
+        """
+        boxes, objectness, class_probs = self.decode(heads)
+        if transforms is None:
+            transforms = np.tile([1.0, 1.0, 0.0, 0.0], (len(boxes), 1))
+        return [
+            self._select(boxes[i], objectness[i], class_probs[i], image_sizes[i], transforms[i])
+            for i in range(len(boxes))
+        ]
+
+    def _select(self, boxes, objectness, class_probs, image_size, transform) -> Detections:
+        scores = objectness[:, None] * class_probs
+        anchor_idx, class_idx = np.nonzero(scores >= self.confidence)
+        scores = scores[anchor_idx, class_idx]
+        sx, sy, px, py = (float(v) for v in transform)
+        boxes = (boxes[anchor_idx] - [px, py, px, py]) / [sx, sy, sx, sy]
+        keep = batched_nms(boxes, scores, class_idx, self.nms_iou)
+        # `keep` is in descending score order; cap each class, then the whole image.
+        if keep.size:
+            rank = np.zeros(keep.size, np.int64)
+            for c in np.unique(class_idx[keep]):
+                members = class_idx[keep] == c
+                rank[members] = np.arange(members.sum())
+            keep = keep[rank < self.max_per_class]
+        if self.max_detections is not None:
+            keep = keep[: self.max_detections]
+        ih, iw = image_size
+        boxes = np.clip(boxes[keep], 0, [iw, ih, iw, ih]).astype(np.float32)
+        return Detections(boxes, scores[keep].astype(np.float32), class_idx[keep].astype(np.int64))

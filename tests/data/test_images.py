@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from attnyolo.data import ImageError, letterbox, load_image, resize
+
+
+def _gradient(h=20, w=30):
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 8, y * 12, (x + y) * 4], axis=-1).astype(np.uint8)
+
+
+def test_rgb_png_is_read_exactly(tmp_path):
+    rgb = _gradient()
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "a.png"), rgb)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA"])
+def test_modes_become_rgb(tmp_path, mode):
+    image = Image.fromarray(_gradient()).convert(mode)
+    suffix = "jpg" if mode == "CMYK" else "png"
+    image.save(tmp_path / f"x.{suffix}")
+    out = load_image(tmp_path / f"x.{suffix}")
+    assert out.shape == (20, 30, 3) and out.dtype == np.uint8
+    if mode == "L":
+        assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+
+
+def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 257 * 100], [257 * 200, 65535]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")  # mode I;16
+    out = load_image(tmp_path / "deep.png")
+    np.testing.assert_array_equal(out[..., 0], [[0, 100], [200, 255]])
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    rgb = _gradient(20, 30)  # 30 wide, 20 high
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    image.save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    out = load_image(tmp_path / "phone.jpg")
+    assert out.shape == (30, 20, 3)
+    # The top-left pixel displayed is the stored bottom-left one after a clockwise rotation.
+    np.testing.assert_allclose(out[0, 0].astype(int), rgb[-1, 0].astype(int), atol=12)
+
+
+def test_bad_files_name_the_file(tmp_path):
+    with pytest.raises(ImageError, match="missing.jpg: no such image file"):
+        load_image(tmp_path / "missing.jpg")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(ImageError, match="notes.jpg: not an image file"):
+        load_image(tmp_path / "notes.jpg")
+    Image.fromarray(_gradient(200, 200)).save(tmp_path / "full.jpg")
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="cut.jpg: cannot read image"):
+        load_image(tmp_path / "cut.jpg")
+    (tmp_path / "folder.jpg").mkdir()
+    with pytest.raises(ImageError, match="folder.jpg"):
+        load_image(tmp_path / "folder.jpg")
+
+
+def test_letterbox_transform():
+    image = np.full((100, 200, 3), 255, np.uint8)  # 200 wide, 100 high
+    out, (sx, sy, px, py) = letterbox(image, (64, 96))
+    # scale = min(96/200, 64/100) = 0.48 -> 96x48, padded by (64 - 48) / 2 = 8 rows each side.
+    assert out.shape == (64, 96, 3)
+    assert (sx, sy, px, py) == (96 / 200, 48 / 100, 0, 8)
+    assert (out[:8] == 128).all() and (out[56:] == 128).all() and (out[8:56] == 255).all()
+    out, transform = resize(image, (64, 96))
+    assert out.shape == (64, 96, 3) and tuple(transform) == (96 / 200, 64 / 100, 0, 0)

@@ -1,0 +1,76 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from attnyolo.data import letterbox, resize
+from attnyolo.engine.predict import Predictor, predict_images
+from attnyolo.models import YoloDecoder, YOLOv4Tiny, save_detector
+
+
+def confident_model(classes=("ball", "box")):
+    """A model whose every anchor predicts class 0 with objectness ~1, so detections exist."""
+    model = YOLOv4Tiny(list(classes), input_size=(64, 96))
+    for name in ("head32_out", "head16_out"):
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        bias = bias.reshape(3, -1)
+        bias[:, 4] = 8.0
+        bias[:, 5] = 8.0
+        bias[:, 6:] = -8.0
+        layer.set_weights([kernel * 0.01, bias.reshape(-1)])
+    return model
+
+
+def images():
+    rng = np.random.default_rng(0)
+    return [
+        rng.integers(0, 255, (120, 90, 3), dtype=np.uint8),
+        rng.integers(0, 255, (50, 160, 3), dtype=np.uint8),
+    ]
+
+
+@pytest.mark.parametrize("use_letterbox", [False, True])
+def test_predictor_equals_the_manual_pipeline(use_letterbox):
+    model = confident_model()
+    predictor = Predictor(model, confidence=0.3, nms_iou=0.45, letterbox=use_letterbox)
+    results = predictor(images())
+    sizer = letterbox if use_letterbox else resize
+    for image, dets in zip(images(), results, strict=True):
+        sized, transform = sizer(image, model.input_size)
+        heads = [
+            keras.ops.convert_to_numpy(h) for h in model(sized[None].astype(np.float32) / 255.0)
+        ]
+        decoder = YoloDecoder.from_model(model, confidence=0.3, nms_iou=0.45)
+        expected = decoder(heads, [image.shape[:2]], transform[None])[0]
+        assert len(dets) > 0
+        np.testing.assert_allclose(dets.boxes, expected.boxes, atol=1e-3)
+        np.testing.assert_allclose(dets.scores, expected.scores, atol=1e-5)
+        h, w = image.shape[:2]
+        assert (dets.boxes >= 0).all() and (dets.boxes[:, [0, 2]] <= w).all()
+        assert (dets.boxes[:, [1, 3]] <= h).all() and (dets.classes == 0).all()
+
+
+def test_predict_images_writes_drawings_and_json(tmp_path):
+    model_path = save_detector(confident_model(), tmp_path / "m.keras")
+    paths = []
+    for i, image in enumerate(images()):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(image).save(paths[-1])
+    (tmp_path / "bad.jpg").write_text("not an image")
+    out = tmp_path / "out"
+    document = predict_images(model_path, [*paths, tmp_path / "bad.jpg"], out, confidence=0.3)
+    written = json.loads((out / "detections.json").read_text())
+    assert written == json.loads(json.dumps(document))
+    assert [e["image"] for e in written["images"]] == [str(p) for p in paths]
+    assert written["failed"][0]["image"].endswith("bad.jpg")
+    assert "not an image file" in written["failed"][0]["error"]
+    assert written["classes"] == ["ball", "box"]
+    for entry, image in zip(written["images"], images(), strict=True):
+        assert (entry["height"], entry["width"]) == image.shape[:2]
+        assert entry["detections"] and entry["detections"][0]["class_name"] == "ball"
+        drawn = np.asarray(Image.open(entry["output"]))
+        assert drawn.shape == image.shape
+        assert np.abs(drawn.astype(int) - image.astype(int)).max() > 100  # boxes were drawn

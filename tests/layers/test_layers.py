@@ -1,0 +1,214 @@
+"""Basic tests of every registered attention layer: shapes, weights, config, saving, precision."""
+
+import keras
+import numpy as np
+import pytest
+
+from attnyolo.layers import attention_names, get_attention
+
+NAMES = attention_names()
+
+# Non-default values for every constructor argument of every registered layer.
+NON_DEFAULT_ARGS = {
+    "se": {"reduction": 4, "use_bias": True},
+    "cbam_channel": {"reduction": 4, "use_bias": True},
+    "cbam_spatial": {"kernel_size": 3, "use_bias": True, "use_bn": True},
+    "cbam": {"reduction": 4, "use_bias": True, "kernel_size": 3, "spatial_bn": True},
+    "eca": {"gamma": 3, "b": 2, "kernel_size": 7, "use_bias": True},
+    "ca": {"reduction": 4, "min_mip": 2},
+}
+
+# The defaults (the yolov4-tiny-keras scripts) and the paper variants, by channel count.
+PARAM_COUNTS = {
+    # 2 * C * (C // 16)
+    ("se", ()): {128: 2048, 256: 8192, 512: 32768},
+    # (C + 1) * (C // 16) + (C // 16 + 1) * C
+    ("se", (("use_bias", True),)): {128: 2184, 256: 8464, 512: 33312},
+    # 2 * C * (C // 8)
+    ("cbam_channel", ()): {128: 4096, 256: 16384, 512: 65536},
+    ("cbam_channel", (("reduction", 16), ("use_bias", True))): {128: 2184, 256: 8464, 512: 33312},
+    # 2 * 7 * 7, + 4 for batch norm (gamma, beta, moving mean and variance)
+    ("cbam_spatial", ()): {128: 98, 256: 98, 512: 98},
+    ("cbam_spatial", (("use_bn", True),)): {128: 102, 256: 102, 512: 102},
+    # channel + spatial
+    ("cbam", ()): {128: 4194, 256: 16482, 512: 65634},
+    (
+        "cbam",
+        (("reduction", 16), ("use_bias", True), ("spatial_bn", True)),
+    ): {128: 2286, 256: 8566, 512: 33414},
+    # k = 5 for all three
+    ("eca", ()): {128: 5, 256: 5, 512: 5},
+    # mip = max(8, C // 32); (C + 1) * mip + 4 * mip + 2 * (mip + 1) * C
+    ("ca", ()): {128: 3368, 256: 6696, 512: 25680},
+}
+
+
+def _input(shape, data_format="channels_last", seed=0):
+    x = np.random.default_rng(seed).normal(size=shape).astype("float32")
+    return x if data_format == "channels_last" else np.transpose(x, (0, 3, 1, 2))
+
+
+def test_every_layer_has_test_arguments():
+    assert set(NAMES) == set(NON_DEFAULT_ARGS)
+    assert {name for name, _ in PARAM_COUNTS} == set(NAMES)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("name", NAMES)
+def test_shape_preserving(name, data_format):
+    layer = get_attention(name, data_format=data_format)
+    x = _input((2, 5, 7, 16), data_format)
+    y = layer(x)
+    assert tuple(y.shape) == x.shape
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(y)))
+    # Symbolic use with unknown spatial size.
+    shape = (None, None, 16) if data_format == "channels_last" else (16, None, None)
+    out = get_attention(name, data_format=data_format)(keras.Input(shape))
+    assert tuple(out.shape) == (None, *shape)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_data_format_defaults_to_keras_setting(name):
+    assert get_attention(name).data_format == keras.config.image_data_format()
+    with pytest.raises(ValueError, match="data_format"):
+        get_attention(name, data_format="NHWC")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rejects_wrong_channel_count_after_build(name):
+    layer = get_attention(name)
+    layer(_input((2, 5, 7, 16)))
+    with pytest.raises(ValueError, match="expected axis"):
+        layer(_input((2, 5, 7, 8)))
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_channel_counts(name, channels):
+    kwargs = {"reduction": 16} if "reduction" in NON_DEFAULT_ARGS[name] else {}
+    layer = get_attention(name, **kwargs)
+    x = _input((1, 3, 4, channels))
+    assert tuple(layer(x).shape) == x.shape
+    for weight in layer.weights:
+        assert min(weight.shape) >= 1, weight.path
+
+
+def test_reduced_widths_never_below_one():
+    # 4 // 16 == 0 in the original scripts, which build a zero-width layer.
+    se = get_attention("se", reduction=16)
+    se.build((None, 2, 2, 4))
+    assert tuple(se.squeeze.kernel.shape) == (4, 1)
+    cbam = get_attention("cbam", reduction=16)
+    cbam.build((None, 2, 2, 4))
+    assert tuple(cbam.channel_attention.mlp_hidden.kernel.shape) == (4, 1)
+    ca = get_attention("ca", reduction=32, min_mip=1)
+    ca.build((None, 2, 2, 4))
+    assert tuple(ca.conv1.kernel.shape) == (4, 1)
+    eca = get_attention("eca")
+    eca.build((None, 2, 2, 1))
+    assert tuple(eca.conv.kernel.shape) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), sorted(PARAM_COUNTS))
+def test_exact_parameter_counts(name, kwargs):
+    for channels, expected in PARAM_COUNTS[(name, kwargs)].items():
+        layer = get_attention(name, **dict(kwargs))
+        layer.build((None, 13, 13, channels))
+        assert layer.count_params() == expected, (channels, layer.weights)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_holds_constructor_arguments(name):
+    kwargs = {**NON_DEFAULT_ARGS[name], "data_format": "channels_first"}
+    layer = get_attention(name, name="my_attention", **kwargs)
+    config = layer.get_config()
+    assert {key: config[key] for key in kwargs} == kwargs
+    assert config["name"] == "my_attention"
+
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+
+    default_config = get_attention(name).get_config()
+    for key, value in kwargs.items():
+        assert default_config[key] != value, f"{key} is not a non-default value"
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("name", NAMES)
+def test_channels_first_equals_channels_last(name, data_format):
+    kwargs = NON_DEFAULT_ARGS[name] if data_format == "channels_first" else {}
+    last = get_attention(name, data_format="channels_last", **kwargs)
+    first = get_attention(name, data_format="channels_first", **kwargs)
+    x = _input((2, 5, 7, 16), seed=1)
+    last.build((None, 5, 7, 16))
+    first.build((None, 16, 5, 7))
+    _randomize_weights(last)
+    expected = keras.ops.convert_to_numpy(last(x))
+    first.set_weights(last.get_weights())
+    got = keras.ops.convert_to_numpy(first(np.transpose(x, (0, 3, 1, 2))))
+    np.testing.assert_allclose(np.transpose(got, (0, 2, 3, 1)), expected, rtol=1e-5, atol=1e-6)
+
+
+def _randomize_weights(layer, seed=2):
+    """Non-trivial weights everywhere, including biases and batch norm statistics."""
+    rng = np.random.default_rng(seed)
+    layer.set_weights(
+        [rng.uniform(0.5, 1.5, size=w.shape).astype("float32") for w in layer.get_weights()]
+    )
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("name", NAMES)
+def test_save_and_load_in_safe_mode(name, data_format, tmp_path):
+    kwargs = NON_DEFAULT_ARGS[name] if data_format == "channels_first" else {}
+    shape = (5, 7, 16) if data_format == "channels_last" else (16, 5, 7)
+    inputs = keras.Input(shape)
+    layer = get_attention(name, data_format=data_format, name="attention", **kwargs)
+    model = keras.Model(inputs, layer(inputs))
+    _randomize_weights(layer)
+    x = _input((2, 5, 7, 16), data_format)
+    path = tmp_path / "model.keras"
+    model.save(path)
+
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(loaded.get_layer("attention")) is type(layer)
+    assert loaded.get_layer("attention").get_config() == layer.get_config()
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(model(x))
+    )
+
+
+# float16 kernels exist on CPU for every backend (TensorFlow 2.21, JAX 0.10, torch 2.13 checked).
+MIXED_POLICY = "mixed_float16"
+
+
+@pytest.fixture
+def restore_dtype_policy():
+    policy = keras.config.dtype_policy()
+    yield
+    keras.config.set_dtype_policy(policy)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mixed_precision_global_policy(name, restore_dtype_policy):
+    keras.config.set_dtype_policy(MIXED_POLICY)
+    compute_dtype = MIXED_POLICY.removeprefix("mixed_")
+    layer = get_attention(name, **NON_DEFAULT_ARGS[name])
+    for training in (True, False):
+        y = layer(_input((2, 5, 7, 16)), training=training)
+        assert keras.backend.standardize_dtype(y.dtype) == compute_dtype
+        assert np.all(np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(y, "float32"))))
+    assert all(w.dtype == "float32" for w in layer.weights)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mixed_precision_layer_dtype(name):
+    compute_dtype = MIXED_POLICY.removeprefix("mixed_")
+    layer = get_attention(name, dtype=MIXED_POLICY)
+    inputs = keras.Input((5, 7, 16))
+    model = keras.Model(inputs, layer(inputs))
+    y = model(_input((2, 5, 7, 16)))
+    assert keras.backend.standardize_dtype(y.dtype) == compute_dtype
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(y, "float32"))))
+    assert all(w.dtype == "float32" for w in layer.weights)
+    assert layer.get_config()["dtype"]["config"]["name"] == MIXED_POLICY

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from attnyolo.models import YoloDecoder, batched_nms, nms
+
+
+def _logit(p):
+    return np.log(p / (1 - p))
+
+
+def _decoder(**kwargs):
+    # One head with a 2x2 grid over a 64x64 input and one anchor of 16x8 pixels.
+    options = dict(anchors=[(16, 8)], anchor_masks=[[0]], input_size=(64, 64), num_classes=2)
+    return YoloDecoder(**{**options, **kwargs})
+
+
+def _head(cells):
+    head = np.full((1, 2, 2, 7), -20.0, np.float32)  # objectness ~0 everywhere
+    for (i, j), values in cells.items():
+        head[0, i, j] = values
+    return head
+
+
+@pytest.mark.parametrize(
+    "xy_scale, expected_cx",
+    [
+        # cell (0, 1), sigmoid(tx) = 0.75: cx = (s * 0.75 - (s - 1) / 2 + 1) / 2 * 64
+        (1.0, (0.75 + 1) / 2 * 64),  # 56
+        (1.05, (1.05 * 0.75 - 0.025 + 1) / 2 * 64),
+        (2.0, (1.5 - 0.5 + 1) / 2 * 64),  # 64: YOLOv5's 2 sigmoid - 0.5 reaches the next cell
+    ],
+)
+def test_decode_formula(xy_scale, expected_cx):
+    values = [_logit(0.75), _logit(0.5), np.log(2.0), np.log(0.5), 5.0, 0.0, -5.0]
+    boxes, obj, cls = _decoder(xy_scale=xy_scale).decode([_head({(0, 1): values})])
+    x1, y1, x2, y2 = boxes[0, 1]  # row 0, column 1, anchor 0
+    cy = (xy_scale * 0.5 - (xy_scale - 1) / 2 + 0) / 2 * 64
+    np.testing.assert_allclose([(x1 + x2) / 2, (y1 + y2) / 2], [expected_cx, cy], rtol=1e-6)
+    np.testing.assert_allclose([x2 - x1, y2 - y1], [16 * 2.0, 8 * 0.5], rtol=1e-6)
+    np.testing.assert_allclose(obj[0, 1], 1 / (1 + np.exp(-5.0)), rtol=1e-6)
+    np.testing.assert_allclose(cls[0, 1], [0.5, 1 / (1 + np.exp(5.0))], rtol=1e-6)
+
+
+def test_confidence_threshold_and_letterbox_inverse():
+    # Score = sigmoid(obj) x sigmoid(cls) = 0.9 x 0.5 = 0.45 for class 0.
+    values = [0.0, 0.0, 0.0, 0.0, _logit(0.9), 0.0, -20.0]
+    heads = [_head({(1, 1): values})]
+    assert len(_decoder(confidence=0.46)(heads, [(64, 64)])[0]) == 0
+    # Original 128x96 (w x h) letterboxed into 64x64: scale 0.5, pad y = (64 - 48) / 2 = 8.
+    dets = _decoder(confidence=0.45)(heads, [(96, 128)], np.array([[0.5, 0.5, 0.0, 8.0]]))[0]
+    assert len(dets) == 1 and dets.classes[0] == 0
+    np.testing.assert_allclose(dets.scores, [0.45], rtol=1e-6)
+    # Input box: centre (48, 48), 16x8 -> (40, 44, 56, 52); back: x / 0.5, (y - 8) / 0.5.
+    np.testing.assert_allclose(dets.boxes[0], [80, 72, 112, 88], rtol=1e-6)
+
+
+def test_boxes_are_clipped_to_the_image():
+    values = [0.0, 0.0, np.log(8.0), np.log(8.0), 10.0, 10.0, -20.0]
+    dets = _decoder()([_head({(0, 0): values})], [(64, 64)])[0]
+    np.testing.assert_allclose(dets.boxes[0], [0, 0, 64, 48])
+
+
+def test_nms_by_hand():
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30]], np.float32)
+    scores = np.array([0.8, 0.9, 0.7], np.float32)
+    # IoU(box0, box1) = 90 / 110 = 0.818: box0 goes at threshold 0.5, stays at 0.85.
+    assert nms(boxes, scores, 0.5).tolist() == [1, 2]
+    assert nms(boxes, scores, 0.85).tolist() == [1, 0, 2]
+    # Equal to the threshold is kept (suppression needs IoU > threshold).
+    assert nms(boxes, scores, 90 / 110).tolist() == [1, 0, 2]
+
+
+def test_nms_is_class_wise():
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10]], np.float32)
+    scores = np.array([0.8, 0.9], np.float32)
+    assert sorted(batched_nms(boxes, scores, np.array([0, 1]), 0.5).tolist()) == [0, 1]
+    assert batched_nms(boxes, scores, np.array([1, 1]), 0.5).tolist() == [1]
+    assert batched_nms(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), 0.5).size == 0
+
+
+def test_caps_per_class_and_overall():
+    # Four far-apart confident boxes of class 0 and one of class 1.
+    head = np.full((1, 2, 2, 7), -20.0, np.float32)
+    head[0, :, :, 4] = 10.0
+    head[0, :, :, 2:4] = np.log(0.25)
+    head[0, :, :, 5] = [[3.0, 2.0], [1.0, 0.5]]
+    head[0, 1, 1, 5:] = [-20.0, 4.0]
+    full = _decoder(confidence=0.1, nms_iou=0.5)([head], [(64, 64)])[0]
+    assert sorted(full.classes.tolist()) == [0, 0, 0, 1]
+    assert np.all(np.diff(full.scores) <= 0), "detections come sorted by score"
+    capped = _decoder(confidence=0.1, max_per_class=2)([head], [(64, 64)])[0]
+    assert sorted(capped.classes.tolist()) == [0, 0, 1]
+    top = _decoder(confidence=0.1, max_detections=1)([head], [(64, 64)])[0]
+    assert len(top) == 1 and top.scores[0] == full.scores[0]

@@ -1,0 +1,84 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attnyolo.cli import main
+from attnyolo.models import load_detector
+
+
+def run(capsys, *argv):
+    main([str(a) for a in argv])
+    return capsys.readouterr().out
+
+
+def test_help_runs_as_a_console_script():
+    out = subprocess.run(
+        [sys.executable, "-m", "attnyolo.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for command in ("summary", "predict", "create", "darknet"):
+        assert command in out
+
+
+def test_summary_table(capsys):
+    out = run(capsys, "summary", "--attention", "none", "1", "cbam", "--input-size", "416")
+    lines = {line.split()[0]: line.split() for line in out.splitlines()[2:5]}
+    assert lines["none"][1:3] == ["6,062,814", "0"] and lines["none"][4] == "6.91"
+    assert lines["se"][2] == "43,008"  # phi 1 is SE, as in the original scripts
+    assert lines["cbam"][2] == "86,310"
+
+
+def test_create_predict_and_describe(tmp_path, capsys):
+    names = tmp_path / "names.txt"
+    names.write_text("ball\nbox\n")
+    model = tmp_path / "m.keras"
+    run(capsys, "create", "-o", model, "--classes", names, "--attention", "3", "--input-size", 64)
+    loaded = load_detector(model)
+    assert loaded.attention == "eca" and loaded.class_names == ["ball", "box"]
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(folder / "b.jpg")  # grayscale
+    out = run(capsys, "predict", model, folder, "-o", tmp_path / "out", "--confidence", "0.9")
+    assert "a.png" in out and "b.jpg" in out
+    doc = json.loads((tmp_path / "out/detections.json").read_text())
+    assert len(doc["images"]) == 2 and doc["settings"]["confidence"] == 0.9
+    info = json.loads(run(capsys, "summary", model))
+    assert info["attention"] == "eca" and info["classes"] == ["ball", "box"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["predict", "missing.keras", "x.jpg"], "missing.keras: no such model file"),
+        (["create", "-o", "m.keras", "--input-size", "100"], "multiple of 32"),
+        (["summary", "notes.txt"], "notes.txt: not a Keras 3 model file"),
+    ],
+)
+def test_errors_are_one_clear_line(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unknown_attention_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["create", "-o", "m.keras", "--attention", "transformer"])
+    assert "choose from none, ca, cbam" in capsys.readouterr().err
+
+
+def test_keras_file_of_another_kind(tmp_path, capsys):
+    import keras
+
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(SystemExit):
+        main(["summary", str(tmp_path / "other.keras")])
+    assert "not an attnyolo detector" in capsys.readouterr().err
