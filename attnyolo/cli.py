@@ -57,12 +57,24 @@ def cmd_summary(args) -> None:
         info = summarize(model)
         info.update(
             classes=model.class_names,
-            anchors=model.anchors,
-            anchor_masks=model.anchor_masks,
+            anchors=[list(a) for a in model.anchors],
+            anchor_masks=[list(m) for m in model.anchor_masks],
             xy_scale=model.xy_scale,
-            attention_positions=model.attention_positions if model.attention else [],
+            attention_positions=list(model.attention_positions) if model.attention else [],
         )
-        print(json.dumps(info, indent=2, default=list))
+        if args.json:
+            print(json.dumps(info, indent=2))
+            return
+        anchors = "  ".join(f"{w:g},{h:g}" for w, h in model.anchors)
+        print(
+            f"{args.model}: YOLOv4-tiny, attention {info['attention']}"
+            f"{' at ' + ', '.join(info['attention_positions']) if model.attention else ''}, "
+            f"input {'x'.join(map(str, model.input_size))}\n"
+            f"classes ({model.num_classes}): {', '.join(model.class_names)}\n"
+            f"anchors: {anchors}; masks {info['anchor_masks']}; xy scale {model.xy_scale:g}\n"
+            f"params {info['params']:,} (trainable {info['trainable_params']:,}), "
+            f"{info['flops'] / 1e9:.2f} GFLOPs"
+        )
         return
     attentions = args.attention if args.attention else [None, "se", "cbam", "eca", "ca"]
     rows = attention_table(_size(args.input_size), args.classes, attentions)
@@ -153,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, nargs="+", default=[416], metavar="N")
     p.add_argument("--classes", type=_classes, default=80, help="a count or a names file")
     p.add_argument("--attention", type=_attention, nargs="+", help=attention_help)
+    p.add_argument("--json", action="store_true", help="machine-readable output for a model file")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("predict", help="detect objects in images; writes labelled images + JSON")

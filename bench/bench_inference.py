@@ -25,16 +25,20 @@ from attnyolo.models import YOLOv4Tiny, save_darknet  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed(fn, repeats: int) -> float:
-    """Median milliseconds of `fn()` after three warm-up calls."""
-    for _ in range(3):
+def timed(fn, repeats: int, rounds: int = 2) -> float:
+    """Milliseconds of `fn()`: the lowest over `rounds` of the median of `repeats` calls, after
+    five warm-up calls (the first calls compile and fill caches; rounds damp a noisy neighbour)."""
+    for _ in range(5):
         fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples)
+    medians = []
+    for _ in range(rounds):
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - start) * 1e3)
+        medians.append(statistics.median(samples))
+    return min(medians)
 
 
 def main() -> None:
@@ -79,8 +83,8 @@ def main() -> None:
         "## Inference latency, 416x416, batch 1",
         "",
         f"`python bench/bench_inference.py` on {os.cpu_count()} CPU cores, Keras backend "
-        f"`{backend}`, median of {args.repeats} runs. Ratios are against attnyolo's compiled "
-        "forward pass without attention, measured in the same run.",
+        f"`{backend}`, lowest of two medians of {args.repeats} runs each. Ratios are against "
+        "attnyolo's compiled forward pass without attention, measured in the same run.",
         "",
         "| attention | runner | ms | ratio |",
         "|---|---|---:|---:|",

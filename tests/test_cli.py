@@ -46,8 +46,11 @@ def test_create_predict_and_describe(tmp_path, capsys):
     assert "a.png" in out and "b.jpg" in out
     doc = json.loads((tmp_path / "out/detections.json").read_text())
     assert len(doc["images"]) == 2 and doc["settings"]["confidence"] == 0.9
-    info = json.loads(run(capsys, "summary", model))
+    info = json.loads(run(capsys, "summary", model, "--json"))
     assert info["attention"] == "eca" and info["classes"] == ["ball", "box"]
+    text = run(capsys, "summary", model)
+    assert "attention eca at feat1, feat2, p5_upsample, input 64x64" in text
+    assert "classes (2): ball, box" in text
 
 
 @pytest.mark.parametrize(

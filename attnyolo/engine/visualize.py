@@ -38,7 +38,9 @@ def draw_detections(
         label = f"{class_names[int(cls)]} {score:.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
         tw, th = right - left, bottom - top
+        # Above the box when there is room, below its top edge otherwise; kept inside the image.
         ty = y1 - th - 4 if y1 - th - 4 >= 0 else y1 + 1
-        draw.rectangle([x1, ty, x1 + tw + 4, ty + th + 4], fill=color)
-        draw.text((x1 + 2, ty + 2 - top), label, fill=(0, 0, 0), font=font)
+        tx = max(0.0, min(x1, width - tw - 4))
+        draw.rectangle([tx, ty, tx + tw + 4, ty + th + 4], fill=color)
+        draw.text((tx + 2, ty + 2 - top), label, fill=(0, 0, 0), font=font)
     return canvas

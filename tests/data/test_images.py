@@ -71,3 +71,12 @@ def test_letterbox_transform():
     assert (out[:8] == 128).all() and (out[56:] == 128).all() and (out[8:56] == 255).all()
     out, transform = resize(image, (64, 96))
     assert out.shape == (64, 96, 3) and tuple(transform) == (96 / 200, 64 / 100, 0, 0)
+
+
+def test_sixteen_bit_rgb_png(tmp_path):
+    import cv2
+
+    deep = np.random.default_rng(0).integers(0, 65535, (10, 12, 3)).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep[..., ::-1])  # OpenCV writes BGR
+    out = load_image(tmp_path / "deep.png")
+    np.testing.assert_array_equal(out.astype(int), deep.astype(int) >> 8)
