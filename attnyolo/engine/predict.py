@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from attnyolo.engine.visualize import draw_detections
 from attnyolo.models.decoder import Detections, YoloDecoder
 from attnyolo.models.saving import load_detector
 from attnyolo.models.yolo import YOLOv4Tiny
+from attnyolo.utils import atomic_path, atomic_write
 
 
 class Predictor:
@@ -72,20 +72,6 @@ class Predictor:
         return results
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _save_image(image, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    image.save(tmp)
-    os.replace(tmp, path)
-
-
 def predict_images(
     model_path: str | os.PathLike,
     images: Sequence[str | os.PathLike],
@@ -140,8 +126,9 @@ def predict_images(
                     name += "_"
                 used_names.add(name)
                 out = output_dir / f"{name}.jpg"
-                _save_image(draw_detections(image, dets, model.class_names), out)
+                with atomic_path(out) as tmp:
+                    draw_detections(image, dets, model.class_names).save(tmp)
                 entry["output"] = str(out)
             document["images"].append(entry)
-    _atomic_write_text(output_dir / "detections.json", json.dumps(document, indent=2))
+    atomic_write(output_dir / "detections.json", json.dumps(document, indent=2))
     return document

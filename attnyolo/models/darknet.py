@@ -9,7 +9,6 @@ one without stores `bias[n], kernel[n, c, k, k]`.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import keras
 import numpy as np
 
 from attnyolo.models.yolo import DARKNET_CONVS, HEAD_OUTPUTS, YOLOv4Tiny
+from attnyolo.utils import atomic_write
 
 
 class DarknetError(ValueError):
@@ -299,18 +299,6 @@ def model_from_darknet(
     return model, report
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def darknet_cfg_text(model: YOLOv4Tiny) -> str:
     """The `yolov4-tiny.cfg` text for this model's input size, classes, anchors and xy scale."""
     height, width = model.input_size
@@ -362,9 +350,9 @@ def save_darknet(
             )
             parts.append(np.concatenate([beta, gamma, mean, var]).astype("<f4").tobytes())
         parts.append(kernel.astype("<f4").tobytes())
-    _atomic_write(Path(weights), b"".join(parts))
+    atomic_write(weights, b"".join(parts))
     if cfg is not None:
-        _atomic_write(Path(cfg), darknet_cfg_text(model).encode())
+        atomic_write(cfg, darknet_cfg_text(model))
 
 
 _YOLO_TEMPLATE = """[yolo]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import keras
 
 import attnyolo.layers  # noqa: F401  (registers the attention layers for deserialization)
 from attnyolo.models.yolo import YOLOv4Tiny
+from attnyolo.utils import atomic_path
 
 
 class ModelFileError(ValueError):
@@ -24,15 +24,8 @@ def save_detector(model: YOLOv4Tiny, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelFileError(f"{path}: model files must end in .keras")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.keras")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
