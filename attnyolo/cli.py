@@ -114,6 +114,37 @@ def cmd_predict(args) -> None:
         raise SystemExit(f"error: {len(document['failed'])} image(s) could not be read")
 
 
+def cmd_evaluate(args) -> None:
+    from attnyolo.engine.evaluate import evaluate_files, format_table
+
+    evaluation = evaluate_files(
+        args.data,
+        model=args.model,
+        detections=args.detections,
+        split=args.split,
+        class_names=args.classes,
+        output_dir=args.output,
+        plots=not args.no_plots,
+        map_out=args.map_out,
+        detection_options={
+            "confidence": args.confidence,
+            "nms_iou": args.nms_iou,
+            "max_per_class": args.max_per_class,
+            "letterbox": args.letterbox,
+            "batch_size": args.batch_size,
+        },
+        iou_threshold=args.iou,
+        use_07_metric=args.voc07,
+        score_threshold=args.score_threshold,
+        coco=not args.no_coco,
+        coco_engine=args.coco_engine,
+    )
+    print(format_table(evaluation.report))
+    print(
+        f"report: {Path(args.output) / 'report.md'} (and report.json, plots/, detections_coco.json)"
+    )
+
+
 def cmd_create(args) -> None:
     from attnyolo.models import YOLOv4Tiny, save_detector
 
@@ -181,6 +212,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-draw", action="store_true", help="write only detections.json")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser(
+        "evaluate",
+        help="VOC and COCO mAP of a model on a data split, or of given detections",
+        description="With a model: detection over the split with the original get_map.py's "
+        "settings, then VOC mAP, P/R/F1, LAMR and the COCO figures. Without one: --detections "
+        "(a COCO results JSON, or a folder of the original's detection-results/*.txt) against "
+        "the ground truth.",
+    )
+    p.add_argument("model", nargs="?", help="a .keras detector (omit with --detections)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="VOC root, COCO JSON, YOLO data YAML, annotation-lines file or attnyolo data YAML",
+    )
+    p.add_argument("--split", default="test", help="default: test")
+    p.add_argument("--detections", help="COCO results JSON or folder of per-image .txt files")
+    p.add_argument(
+        "--classes",
+        type=_classes,
+        default=None,
+        help="class-names file for the data (without a model)",
+    )
+    p.add_argument("-o", "--output", default="evaluation", help="report folder")
+    p.add_argument("--iou", type=float, default=0.5, help="VOC IoU threshold (default 0.5)")
+    p.add_argument("--voc07", action="store_true", help="VOC2007 11-point AP")
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.5,
+        help="score for precision/recall/F1 (default 0.5)",
+    )
+    p.add_argument("--confidence", type=float, default=0.001)
+    p.add_argument("--nms-iou", type=float, default=0.5)
+    p.add_argument("--max-per-class", type=int, default=100)
+    p.add_argument("--letterbox", action="store_true")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-coco", action="store_true", help="skip the COCO figures")
+    p.add_argument(
+        "--coco-engine", default="auto", choices=["auto", "faster-coco-eval", "pycocotools"]
+    )
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument(
+        "--map-out", action="store_true", help="also write the original's map_out text files"
+    )
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("create", help="write an untrained detector file")
     p.add_argument("-o", "--output", required=True, help="the .keras file to write")
     p.add_argument("--classes", type=_classes, default=80, help="a count or a names file")
@@ -217,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         args.func(args)
-    except (ImageError, DarknetError, ModelFileError, FileNotFoundError, ValueError) as e:
+    except (ImageError, DarknetError, ModelFileError, OSError, ValueError) as e:
         if os.environ.get("ATTNYOLO_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 
 
@@ -53,31 +54,56 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None
+) -> np.ndarray:
     """Greedy NMS: indices kept, by descending score; a box is dropped when its IoU with a kept
-    box is greater than `iou_threshold` (as `tf.image.non_max_suppression`)."""
+    box is greater than `iou_threshold` (as `tf.image.non_max_suppression`). Stops once
+    `max_keep` boxes are kept, which gives the same first `max_keep` boxes as running to the end
+    and bounds the work when an untrained model proposes thousands of boxes."""
     order = np.argsort(-scores, kind="stable")
     keep = []
-    while order.size:
+    while order.size and (max_keep is None or len(keep) < max_keep):
         i = order[0]
         keep.append(i)
-        if order.size == 1:
-            break
         rest = order[1:]
         order = rest[box_iou(boxes[i], boxes[rest]) <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 
 
 def batched_nms(
-    boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    iou_threshold: float,
+    max_per_class: int | None = None,
 ) -> np.ndarray:
-    """Class-wise NMS in one pass: boxes of different classes are moved apart so they never
-    overlap, then plain NMS runs once (the trick torchvision's `batched_nms` uses)."""
-    if boxes.size == 0:
+    """Class-wise NMS: `nms` within each class (at most `max_per_class` kept per class), the
+    kept indices returned by descending score."""
+    class_nms = _tensorflow_nms if keras.backend.backend() == "tensorflow" else nms
+    kept = []
+    for c in np.unique(classes):
+        members = np.flatnonzero(classes == c)
+        kept.append(
+            members[class_nms(boxes[members], scores[members], iou_threshold, max_per_class)]
+        )
+    if not kept:
         return np.zeros((0,), np.int64)
-    span = float(boxes.max() - min(boxes.min(), 0.0)) + 1.0
-    shifted = boxes + (classes.astype(boxes.dtype) * span)[:, None]
-    return nms(shifted, scores, iou_threshold)
+    keep = np.concatenate(kept)
+    return keep[np.argsort(-scores[keep], kind="stable")]
+
+
+def _tensorflow_nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None
+) -> np.ndarray:
+    """`nms` through TensorFlow's kernel, the op the original scripts use: the same result, about
+    ten times faster when an untrained model proposes thousands of boxes per class."""
+    import tensorflow as tf
+
+    yxyx = np.ascontiguousarray(boxes[:, [1, 0, 3, 2]], np.float32)
+    limit = len(boxes) if max_keep is None else max_keep
+    keep = tf.image.non_max_suppression(yxyx, scores.astype(np.float32), limit, iou_threshold)
+    return keep.numpy().astype(np.int64)
 
 
 class YoloDecoder:
@@ -188,14 +214,7 @@ class YoloDecoder:
         scores = scores[anchor_idx, class_idx]
         sx, sy, px, py = (float(v) for v in transform)
         boxes = (boxes[anchor_idx] - [px, py, px, py]) / [sx, sy, sx, sy]
-        keep = batched_nms(boxes, scores, class_idx, self.nms_iou)
-        # `keep` is in descending score order; cap each class, then the whole image.
-        if keep.size:
-            rank = np.zeros(keep.size, np.int64)
-            for c in np.unique(class_idx[keep]):
-                members = class_idx[keep] == c
-                rank[members] = np.arange(members.sum())
-            keep = keep[rank < self.max_per_class]
+        keep = batched_nms(boxes, scores, class_idx, self.nms_iou, self.max_per_class)
         if self.max_detections is not None:
             keep = keep[: self.max_detections]
         ih, iw = image_size

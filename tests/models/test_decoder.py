@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -92,3 +93,26 @@ def test_caps_per_class_and_overall():
     assert sorted(capped.classes.tolist()) == [0, 0, 1]
     top = _decoder(confidence=0.1, max_detections=1)([head], [(64, 64)])[0]
     assert len(top) == 1 and top.scores[0] == full.scores[0]
+
+
+def test_nms_max_keep_gives_the_same_first_boxes():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 100, (300, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 30, (300, 2))], 1).astype(np.float32)
+    scores = rng.random(300).astype(np.float32)
+    full = nms(boxes, scores, 0.4)
+    assert len(full) > 20
+    assert nms(boxes, scores, 0.4, max_keep=20).tolist() == full[:20].tolist()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's NMS kernel")
+def test_tensorflow_nms_equals_numpy_nms():
+    from attnyolo.models.decoder import _tensorflow_nms
+
+    rng = np.random.default_rng(1)
+    for n, max_keep in ((500, None), (2000, 100)):
+        xy = rng.uniform(0, 300, (n, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(5, 80, (n, 2))], 1).astype(np.float32)
+        scores = rng.random(n).astype(np.float32)
+        expected = nms(boxes, scores, 0.5, max_keep)
+        assert _tensorflow_nms(boxes, scores, 0.5, max_keep).tolist() == expected.tolist()
