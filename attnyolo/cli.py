@@ -145,6 +145,68 @@ def cmd_evaluate(args) -> None:
     )
 
 
+def cmd_train(args) -> None:
+    from attnyolo.engine.train import parse_override, resolve_config, train
+
+    if args.resume:
+        run = train(resume=args.resume)
+    else:
+        overrides = dict(parse_override(item) for item in args.set or [])
+        for key in ("data", "attention", "epochs", "batch_size", "weights", "name", "output"):
+            value = getattr(args, key)
+            if value is not None:
+                overrides[key] = value
+        if args.input_size:
+            overrides["input_size"] = list(_size(args.input_size))
+        if args.classes:
+            overrides["classes"] = args.classes
+        run = train(resolve_config(args.config, **overrides))
+    print(f"run folder: {run} (weights/last.keras, weights/best.keras, log.csv, loss.png)")
+
+
+def cmd_quickstart(args) -> None:
+    from attnyolo.engine.quickstart import quickstart
+
+    result = quickstart(
+        args.output,
+        images=args.images,
+        epochs=args.epochs,
+        attention=args.attention,
+        seed=args.seed,
+    )
+    print(
+        f"\nquickstart finished in {result['seconds'] / 60:.1f} min: test mAP@0.5 = "
+        f"{result['test_map50'] * 100:.1f}%\n"
+        f"  data:        {result['data']}\n"
+        f"  training:    {result['run']} (log.csv, loss.png)\n"
+        f"  model:       {result['model']}\n"
+        f"  evaluation:  {result['evaluation']}/report.md\n"
+        f"  predictions: {result['predictions']}/"
+    )
+
+
+def cmd_anchors(args) -> None:
+    from attnyolo.engine.anchors import run_anchors
+
+    result = run_anchors(
+        args.data, args.split, _size(args.input_size), args.k, args.seed, args.output
+    )
+    print(result.get("summary", result))
+
+
+def cmd_data_split(args) -> None:
+    from attnyolo.data.split import format_split_table, split_voc
+
+    result = split_voc(
+        args.root,
+        trainval_percent=args.trainval,
+        train_percent=args.train,
+        seed=args.seed,
+        class_names=args.classes,
+    )
+    print(format_split_table(result))
+
+
 def cmd_create(args) -> None:
     from attnyolo.models import YOLOv4Tiny, save_detector
 
@@ -258,6 +320,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("train", help="train a detector (the original train.py, configured)")
+    p.add_argument("--config", help="a YAML of settings (see attnyolo/configs/train.yaml)")
+    p.add_argument("--data", help="VOC root, COCO JSON, YOLO data YAML, annotation lines, ...")
+    p.add_argument("--classes", type=_classes, default=None, help="class-names file")
+    p.add_argument("--attention", type=_attention, default=None, help=attention_help)
+    p.add_argument("--input-size", type=int, nargs="+", metavar="N")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--weights", help="start from a .keras model or Darknet .weights")
+    p.add_argument("--output", help="runs folder (default runs/train)")
+    p.add_argument("--name", help="run folder name")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any setting of train.yaml, e.g. --set optimizer=adam (repeatable)",
+    )
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run where it stopped")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "quickstart",
+        help="generate the synthetic shapes data, train, evaluate, "
+        "predict: the whole workflow with no download",
+    )
+    p.add_argument("-o", "--output", default="runs/quickstart")
+    p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--attention", type=_attention, default=None, help=attention_help)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("anchors", help="k-means anchors (1 - IoU distance) for a data set")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="train")
+    p.add_argument("--input-size", type=int, nargs="+", default=[416], metavar="N")
+    p.add_argument("-k", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="anchors", help="folder for anchors.txt + plot")
+    p.set_defaults(func=cmd_anchors)
+
+    p = sub.add_parser("data", help="data set tools")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser("split", help="write VOC ImageSets (as voc_annotation.py), count objects")
+    q.add_argument("root", help="a VOC root (Annotations/, JPEGImages/)")
+    q.add_argument("--trainval", type=float, default=0.9)
+    q.add_argument("--train", type=float, default=0.9)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--classes", type=_classes, default=None)
+    q.add_argument(
+        "--lines",
+        metavar="DIR",
+        help="also write the original's 2007_train.txt / 2007_val.txt here",
+    )
+    q.set_defaults(func=cmd_data_split)
+
     p = sub.add_parser("create", help="write an untrained detector file")
     p.add_argument("-o", "--output", required=True, help="the .keras file to write")
     p.add_argument("--classes", type=_classes, default=80, help="a count or a names file")
@@ -294,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         args.func(args)
-    except (ImageError, DarknetError, ModelFileError, OSError, ValueError) as e:
+    except (ImageError, DarknetError, ModelFileError, OSError, ValueError, RuntimeError) as e:
         if os.environ.get("ATTNYOLO_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)

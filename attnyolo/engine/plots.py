@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from attnyolo.utils import atomic_path  # noqa: E402
 
 
-def _save(figure, path: Path) -> Path:
+def save_figure(figure, path: Path) -> Path:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(figure)
@@ -35,7 +35,7 @@ def plot_pr_curve(recall, precision, ap: float, class_name: str, path: Path) -> 
     axes.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="recall", ylabel="precision")
     axes.set_title(f"{class_name}: AP {'n/a' if math.isnan(ap) else f'{ap * 100:.2f}%'}")
     axes.grid(alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_bars(
@@ -57,4 +57,4 @@ def plot_bars(
     axes.set(title=title, xlabel=xlabel)
     if percent:
         axes.set_xlim(0, 105)
-    return _save(figure, path)
+    return save_figure(figure, path)

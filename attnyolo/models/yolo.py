@@ -182,6 +182,32 @@ class YOLOv4Tiny(keras.Model):
                 pass
         raise ValueError(f"No layer named {name!r} in {self.name} or its backbone")
 
+    def set_loss(self, loss) -> None:
+        """Makes `fit` train with `loss`, a callable `(boxes, classes, heads) -> (total, parts)`
+        such as `attnyolo.losses.YoloLoss`; y is `{"boxes": (B, N, 4), "classes": (B, N)}`.
+        The parts (box, obj, cls) are logged next to the total."""
+        self.detection_loss = loss
+        self.part_trackers = {
+            name: keras.metrics.Mean(name=f"{name}_loss") for name in ("box", "obj", "cls")
+        }
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = getattr(self, "detection_loss", None)
+        if loss is None:
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
+        total, parts = loss(y["boxes"], y["classes"], y_pred)
+        for name, tracker in self.part_trackers.items():
+            tracker.update_state(parts[name])
+        if self.losses:  # regularization losses, if any layer has them
+            total = total + keras.ops.sum(self.losses)
+        return total
+
+    @property
+    def metrics(self):
+        base = super().metrics
+        known = {id(m) for m in base}
+        return base + [t for t in getattr(self, "part_trackers", {}).values() if id(t) not in known]
+
     def get_config(self) -> dict[str, Any]:
         return {
             "name": self.name,

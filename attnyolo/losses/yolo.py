@@ -1,0 +1,435 @@
+"""The YOLOv4-tiny training loss of the original yolov4-tiny-keras scripts, in `keras.ops` only.
+
+Targets are built inside the loss from the padded ground-truth boxes, with fixed shapes and no
+Python control flow on tensor values, so one `YoloLoss` call runs eagerly or inside a compiled
+train step on the TensorFlow, JAX and PyTorch backends alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from keras import ops
+
+# Keras' `K.epsilon()`, the guard the original uses in its divisions.
+_EPS = 1e-7
+# exp(10) ~ 2.2e4 anchor widths: far past any real box, and squares of it stay finite in float32.
+_MAX_LOG_WH = 10.0
+ASSIGNMENTS = ("original", "yolov5")
+OBJECTNESS_TARGETS = ("one", "iou")
+OBJ_NORMALIZATIONS = ("non_ignored", "all")
+
+
+def bce_with_logits(logits, targets):
+    """Element-wise binary cross-entropy of `sigmoid(logits)` against (soft) `targets`, in the
+    overflow-free form `max(x, 0) - x * t + log(1 + exp(-|x|))` that TensorFlow uses."""
+    return ops.maximum(logits, 0.0) - logits * targets + ops.log1p(ops.exp(-ops.abs(logits)))
+
+
+def _corners(box):
+    """(..., 4) centre x, centre y, width, height -> the (..., 2) min and max corners."""
+    half = box[..., 2:4] / 2.0
+    return box[..., 0:2] - half, box[..., 0:2] + half
+
+
+def _aspect_angle(box):
+    # atan2 with the height kept >= eps, as the original: finite for zero-height boxes.
+    return ops.arctan2(box[..., 2], ops.maximum(box[..., 3], _EPS))
+
+
+def box_ciou(pred, target):
+    """Complete IoU of matching boxes given as (..., 4) centre x, centre y, width, height.
+
+    `CIoU = IoU - rho^2 / c^2 - alpha * v`, rho the distance between the centres, c the diagonal
+    of the smallest box enclosing both, `v = 4 / pi^2 (atan(w_t / h_t) - atan(w / h))^2` and
+    `alpha = v / (1 - IoU + v)`. `alpha` is a constant for the gradient (`stop_gradient`), as in
+    the CIoU authors' code and YOLOv5's; its value is the original's.
+
+    Returns:
+        The CIoU, of shape `(...)`.
+    """
+    pred_min, pred_max = _corners(pred)
+    true_min, true_max = _corners(target)
+    inter_wh = ops.maximum(ops.minimum(pred_max, true_max) - ops.maximum(pred_min, true_min), 0.0)
+    inter = inter_wh[..., 0] * inter_wh[..., 1]
+    union = pred[..., 2] * pred[..., 3] + target[..., 2] * target[..., 3] - inter
+    iou = inter / ops.maximum(union, _EPS)
+    centre_distance = ops.sum(ops.square(pred[..., 0:2] - target[..., 0:2]), axis=-1)
+    enclose_wh = ops.maximum(ops.maximum(pred_max, true_max) - ops.minimum(pred_min, true_min), 0.0)
+    diagonal = ops.sum(ops.square(enclose_wh), axis=-1)
+    v = 4.0 / math.pi**2 * ops.square(_aspect_angle(pred) - _aspect_angle(target))
+    alpha = ops.stop_gradient(v / ops.maximum(1.0 - iou + v, _EPS))
+    return iou - centre_distance / ops.maximum(diagonal, _EPS) - alpha * v
+
+
+def _pairwise_iou(pred, truth):
+    """IoU of every (B, L, 4) predicted box with every (B, N, 4) true box -> (B, L, N)."""
+    pred_min, pred_max = _corners(ops.expand_dims(pred, 2))
+    true_min, true_max = _corners(ops.expand_dims(truth, 1))
+    inter_wh = ops.maximum(ops.minimum(pred_max, true_max) - ops.maximum(pred_min, true_min), 0.0)
+    inter = inter_wh[..., 0] * inter_wh[..., 1]
+    pred_area = ops.expand_dims(pred[..., 2] * pred[..., 3], 2)
+    true_area = ops.expand_dims(truth[..., 2] * truth[..., 3], 1)
+    return inter / ops.maximum(pred_area + true_area - inter, _EPS)
+
+
+def _one_hot(index, size: int):
+    """(...) whole-number floats -> (..., size) one-hot; an index outside [0, size) gives zeros,
+    which is how out-of-grid neighbour cells drop out (`ops.one_hot` differs there by backend)."""
+    return ops.cast(
+        ops.equal(ops.expand_dims(index, -1), ops.arange(size, dtype="float32")), "float32"
+    )
+
+
+def _outer_cells(rows, cols):
+    """(B, N, gh) and (B, N, gw) one-hots -> (B, N, gh, gw) cell indicator."""
+    return ops.expand_dims(rows, 3) * ops.expand_dims(cols, 2)
+
+
+class YoloLoss:
+    """The YOLOv4-tiny loss of the original yolov4-tiny-keras scripts (CIoU + BCE), in keras.ops.
+
+    Per head `l` with `P_l` positive cell-anchor slots (`num_pos = max(P_l, 1)`):
+
+    - box: `box_weight * sum over positives of (1 - CIoU(decoded prediction, target)) / num_pos`;
+    - obj: BCE with logits of the objectness, target 1 at positives (or YOLOv5's detached CIoU
+      clamped to [0, 1] with `objectness_target="iou"`), 0 elsewhere; a negative whose decoded box
+      has IoU >= `ignore_threshold` with any ground-truth box of its image is ignored. The sum is
+      divided, as in the original, by `num_pos + max(kept negatives, 1)` (or, with
+      `obj_normalization="all"`, by all `B * gh * gw * A` slots, as YOLOv5), then multiplied by
+      `balance[l] * obj_weight`. `focal=True` multiplies each BCE term by
+      `alpha_t * (1 - p_t) ** gamma` (focal loss);
+    - cls: `cls_weight * sum over positives and classes of BCE(logits, smoothed one-hot)
+      / num_pos / num_classes`, the one-hot smoothed as `y * (1 - ls) + ls / num_classes`.
+
+    The total is the sum of the three over the heads; it is per batch, not scaled by batch size.
+
+    Assignment, `"original"`: each box goes to its best anchor among all of them by width/height
+    IoU (box and anchor sharing a centre; ties go to the lower anchor index, as `argmax`); on every
+    head whose mask holds that anchor, the cell holding the box centre (clipped to the grid) and
+    that anchor's slot become positive. A box whose best anchor is in no mask (anchor 0 of the
+    default masks) is positive nowhere: as in the original, it only makes nearby predictions
+    ignored. `"yolov5"`: on each head, every anchor with
+    `max(w / aw, aw / w, h / ah, ah / h) < anchor_threshold` is positive in the centre cell and in
+    the two neighbours nearer the centre (left if `frac(cx / stride) < 0.5`, else right; up or down
+    alike; inside the grid only). YOLOv5 decodes the centre as `2 sigmoid(t) - 0.5`, so this
+    assignment requires `xy_scale=2.0`, for the loss and for the model.
+
+    When several boxes claim the same cell-anchor slot, the one later in the box list wins the
+    whole target (box and class), as the original's overwrite does for the box. This holds for
+    `"yolov5"` too, where YOLOv5 itself would keep every claim as a separate target.
+
+    Predictions are decoded as `attnyolo.models.YoloDecoder` does: `cx = (s sigmoid(tx) - (s - 1)
+    / 2 + j) / gw`, `w = exp(tw) aw / input_width`, with `tw` clipped to at most 10 so that `exp`
+    cannot overflow. Boxes are compared in coordinates normalised by the input width and height,
+    as in the original.
+
+    Deviations from the original scripts, all deliberate: the box centre is
+    `(x1 + x2) / 2`, not the original's integer `(x1 + x2) // 2`; a duplicate slot takes the later
+    box's class only (the original's one-hot keeps the earlier class bit set as well); a centre on
+    the far edge goes to the last cell rather than past the grid; negatives are ignored by IoU with
+    every ground-truth box of the image (as Darknet), where the original uses only the boxes
+    assigned to that head; `alpha` in CIoU carries no gradient; the original's focal option
+    also multiplies the objectness loss by 10 (`focal_loss_ratio`), here left to `obj_weight`.
+
+    Args:
+        anchors: `(width, height)` pairs in input pixels.
+        anchor_masks: anchor indices per head, in the order of the heads (stride 32 first).
+        input_size: the model's `(height, width)`, or one int.
+        num_classes: number of classes.
+        xy_scale: the decoder's xy scale `s` (1.0 in the original; 2.0 for `"yolov5"`).
+        assignment: `"original"` or `"yolov5"`, see above.
+        ignore_threshold: negatives with IoU >= this with a ground-truth box get no loss.
+        label_smoothing: `ls` above; 0 disables.
+        focal: apply the focal factor to the objectness BCE.
+        focal_gamma: the focal loss' gamma.
+        focal_alpha: the focal loss' alpha, the weight of positives.
+        balance: objectness weight per head.
+        box_weight: weight of the box loss (the original's `box_ratio`).
+        obj_weight: weight of the objectness loss; None gives the original train.py's
+            `5 * height * width / 416 ** 2`.
+        cls_weight: weight of the class loss; None gives the original's `num_classes / 80`.
+        anchor_threshold: the `"yolov5"` width/height ratio limit.
+        objectness_target: `"one"` (the original) or `"iou"` (YOLOv5).
+        obj_normalization: `"non_ignored"` (the original: positives plus kept negatives) or
+            `"all"` (YOLOv5: the mean over every slot of the head).
+
+    Call arguments:
+        boxes: `(batch, max_boxes, 4)` x1, y1, x2, y2 in input pixels (after letterboxing).
+        classes: `(batch, max_boxes)` integer class ids in `[0, num_classes)`, -1 for padding.
+            Padding rows, and boxes of zero width or height, are not targets.
+        heads: the model's raw head tensors, in the order of `anchor_masks`, each
+            `(batch, grid_h, grid_w, A * (5 + num_classes))` with static grid sizes. Any float
+            dtype; computed in float32.
+
+    Returns:
+        `(total, parts)`: the scalar loss and `{"box": ..., "obj": ..., "cls": ...}`, each summed
+        over the heads, for logging.
+
+    Example:
+
+    ```python
+    loss_fn = YoloLoss.from_model(model)
+    with tf.GradientTape() as tape:
+        total, parts = loss_fn(boxes, classes, model(images, training=True))
+    ```
+
+    Reference:
+        Bochkovskiy et al., "YOLOv4: Optimal Speed and Accuracy of Object Detection", 2020;
+        Zheng et al., "Distance-IoU Loss: Faster and Better Learning for Bounding Box
+        Regression", AAAI 2020 (CIoU); Lin et al., "Focal Loss for Dense Object Detection",
+        ICCV 2017; Jocher et al., YOLOv5 (`utils/loss.py`), for the `"yolov5"` assignment and
+        the `"iou"` objectness target; bubbliiiing, yolov4-tiny-keras `nets/yolo_training.py`.
+    """
+
+    def __init__(
+        self,
+        anchors: Sequence[Sequence[float]],
+        anchor_masks: Sequence[Sequence[int]],
+        input_size: int | Sequence[int],
+        num_classes: int,
+        *,
+        xy_scale: float = 1.0,
+        assignment: str = "original",
+        ignore_threshold: float = 0.5,
+        label_smoothing: float = 0.0,
+        focal: bool = False,
+        focal_gamma: float = 2.0,
+        focal_alpha: float = 0.25,
+        balance: Sequence[float] = (0.4, 1.0),
+        box_weight: float = 0.05,
+        obj_weight: float | None = None,
+        cls_weight: float | None = None,
+        anchor_threshold: float = 4.0,
+        objectness_target: str = "one",
+        obj_normalization: str = "non_ignored",
+    ):
+        size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+        if len(size) != 2 or min(size) <= 0:
+            raise ValueError(f"input_size must be (height, width), got {input_size!r}")
+        self.input_size = (int(size[0]), int(size[1]))
+        self.anchors = tuple(tuple(float(v) for v in a) for a in anchors)
+        self.anchor_masks = tuple(tuple(int(i) for i in m) for m in anchor_masks)
+        if any(len(a) != 2 or min(a) <= 0 for a in self.anchors):
+            raise ValueError(f"Anchors must be positive (width, height) pairs, got {anchors}")
+        if any(not 0 <= i < len(self.anchors) for m in self.anchor_masks for i in m):
+            raise ValueError(
+                f"anchor_masks {self.anchor_masks} index outside the {len(self.anchors)} anchors"
+            )
+        self.num_classes = int(num_classes)
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.xy_scale = float(xy_scale)
+        for name, value, valid in (
+            ("assignment", assignment, ASSIGNMENTS),
+            ("objectness_target", objectness_target, OBJECTNESS_TARGETS),
+            ("obj_normalization", obj_normalization, OBJ_NORMALIZATIONS),
+        ):
+            if value not in valid:
+                raise ValueError(f"Unknown {name} {value!r}; valid: {valid}")
+        if assignment == "yolov5" and self.xy_scale != 2.0:
+            # Neighbour cells are positives only because 2 sigmoid - 0.5 can reach the centre.
+            raise ValueError(
+                f'assignment="yolov5" needs xy_scale=2.0 (and a model built with it), '
+                f"got xy_scale={xy_scale}"
+            )
+        self.assignment = assignment
+        self.objectness_target = objectness_target
+        self.obj_normalization = obj_normalization
+        self.balance = tuple(float(b) for b in balance)
+        if len(self.balance) != len(self.anchor_masks):
+            raise ValueError(
+                f"balance needs one weight per head ({len(self.anchor_masks)}), got {balance}"
+            )
+        self.ignore_threshold = float(ignore_threshold)
+        self.label_smoothing = float(label_smoothing)
+        self.focal = bool(focal)
+        self.focal_gamma = float(focal_gamma)
+        self.focal_alpha = float(focal_alpha)
+        self.box_weight = float(box_weight)
+        height, width = self.input_size
+        # The original train.py scales these with the input area and the class count.
+        self.obj_weight = 5.0 * height * width / 416**2 if obj_weight is None else float(obj_weight)
+        self.cls_weight = self.num_classes / 80 if cls_weight is None else float(cls_weight)
+        self.anchor_threshold = float(anchor_threshold)
+        self._match = {"original": self._original_matches, "yolov5": self._yolov5_matches}[
+            assignment
+        ]
+
+    @classmethod
+    def from_model(cls, model, **kwargs) -> YoloLoss:
+        """A loss for a `YOLOv4Tiny` (anchors, masks, input size, classes and xy scale from it)."""
+        options = dict(
+            anchors=model.anchors,
+            anchor_masks=model.anchor_masks,
+            input_size=model.input_size,
+            num_classes=model.num_classes,
+            xy_scale=model.xy_scale,
+        )
+        return cls(**{**options, **kwargs})
+
+    def get_config(self) -> dict[str, Any]:
+        """Every constructor argument, resolved (the default weights as numbers)."""
+        return {
+            "anchors": [list(a) for a in self.anchors],
+            "anchor_masks": [list(m) for m in self.anchor_masks],
+            "input_size": list(self.input_size),
+            "num_classes": self.num_classes,
+            "xy_scale": self.xy_scale,
+            "assignment": self.assignment,
+            "ignore_threshold": self.ignore_threshold,
+            "label_smoothing": self.label_smoothing,
+            "focal": self.focal,
+            "focal_gamma": self.focal_gamma,
+            "focal_alpha": self.focal_alpha,
+            "balance": list(self.balance),
+            "box_weight": self.box_weight,
+            "obj_weight": self.obj_weight,
+            "cls_weight": self.cls_weight,
+            "anchor_threshold": self.anchor_threshold,
+            "objectness_target": self.objectness_target,
+            "obj_normalization": self.obj_normalization,
+        }
+
+    def __call__(self, boxes, classes, heads) -> tuple[Any, dict[str, Any]]:
+        if len(heads) != len(self.anchor_masks):
+            raise ValueError(f"Expected {len(self.anchor_masks)} heads, got {len(heads)}")
+        height, width = self.input_size
+        boxes = ops.cast(boxes, "float32")
+        classes = ops.cast(classes, "int32")
+        x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
+        w, h = x2 - x1, y2 - y1
+        valid = ops.cast((classes >= 0) & (w > 0) & (h > 0), "float32")
+        # Normalised centre x, centre y, width, height: the original's y_true coordinates.
+        truth = ops.stack(
+            [(x1 + x2) / (2.0 * width), (y1 + y2) / (2.0 * height), w / width, h / height], axis=-1
+        )
+        wh = ops.stack([w, h], axis=-1)
+        parts = {"box": 0.0, "obj": 0.0, "cls": 0.0}
+        for layer, head in enumerate(heads):
+            for name, value in self._head_loss(layer, head, truth, wh, classes, valid).items():
+                parts[name] = parts[name] + value
+        return parts["box"] + parts["obj"] + parts["cls"], parts
+
+    def _head_loss(self, layer: int, head, truth, wh, classes, valid) -> dict[str, Any]:
+        mask = self.anchor_masks[layer]
+        num_anchors, num_outputs = len(mask), 5 + self.num_classes
+        _, grid_h, grid_w, channels = head.shape
+        if grid_h is None or grid_w is None or channels != num_anchors * num_outputs:
+            raise ValueError(
+                f"Head {layer} must be (batch, grid_h, grid_w, {num_anchors * num_outputs}) with "
+                f"static grid sizes, got {tuple(head.shape)}"
+            )
+        slots = grid_h * grid_w * num_anchors
+        # Slot order (row, column, anchor) is the head's memory order, so reshapes are free.
+        raw = ops.reshape(ops.cast(head, "float32"), (-1, slots, num_outputs))
+        pred = self._decode(raw, layer, grid_h, grid_w)
+
+        # (B, N, slots) box-to-slot matches; the later box wins a shared slot: the highest
+        # 1-based box number over the matches picks it, 0 meaning no box.
+        matches = self._match(layer, truth, wh, grid_h, grid_w)
+        num_boxes = ops.shape(truth)[1]  # a tensor when the padding length is dynamic (TF)
+        matches = ops.reshape(matches, (-1, num_boxes, slots)) * valid[..., None]
+        numbers = ops.arange(1, num_boxes + 1, dtype="float32")[None, :, None]
+        winner = ops.max(matches * numbers, axis=1)
+        positive = ops.cast(winner > 0, "float32")
+        # Gathers, not a matmul with the matches: GPUs may run float32 matmuls in TF32.
+        index = ops.maximum(ops.cast(winner, "int32") - 1, 0)
+        target_box = ops.take_along_axis(
+            truth, ops.repeat(ops.expand_dims(index, -1), 4, axis=-1), axis=1
+        )
+        target_class = ops.take_along_axis(ops.maximum(classes, 0), index, axis=1)
+        one_hot = _one_hot(ops.cast(target_class, "float32"), self.num_classes)
+        one_hot = one_hot * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+
+        num_pos = ops.maximum(ops.sum(positive), 1.0)
+        ciou = box_ciou(pred, target_box)
+        box_loss = self.box_weight * ops.sum(positive * (1.0 - ciou)) / num_pos
+
+        # Ignore negatives that already overlap some true box well: not background to learn.
+        iou = _pairwise_iou(ops.stop_gradient(pred), truth) * valid[:, None, :]
+        kept = ops.cast(ops.max(iou, axis=-1) < self.ignore_threshold, "float32")
+        obj_target = positive
+        if self.objectness_target == "iou":
+            obj_target = positive * ops.clip(ops.stop_gradient(ciou), 0.0, 1.0)
+        obj_logits = raw[..., 4]
+        obj_bce = bce_with_logits(obj_logits, obj_target)
+        if self.focal:
+            obj_bce = obj_bce * self._focal_factor(obj_logits, obj_target)
+        obj_terms = positive * obj_bce + (1.0 - positive) * obj_bce * kept
+        if self.obj_normalization == "all":
+            obj_sum = ops.mean(obj_terms)
+        else:
+            num_neg = ops.maximum(ops.sum((1.0 - positive) * kept), 1.0)
+            obj_sum = ops.sum(obj_terms) / (num_pos + num_neg)
+        obj_loss = obj_sum * self.balance[layer] * self.obj_weight
+
+        cls_bce = ops.sum(bce_with_logits(raw[..., 5:], one_hot), axis=-1)
+        cls_loss = self.cls_weight * ops.sum(positive * cls_bce) / num_pos / self.num_classes
+        return {"box": box_loss, "obj": obj_loss, "cls": cls_loss}
+
+    def _decode(self, raw, layer: int, grid_h: int, grid_w: int):
+        """(B, slots, 5 + C) raw outputs -> (B, slots, 4) normalised centre x, y, width, height."""
+        height, width = self.input_size
+        anchors = np.asarray(self.anchors, np.float32)[list(self.anchor_masks[layer])]
+        rows, cols, slot_anchor = np.meshgrid(
+            np.arange(grid_h), np.arange(grid_w), np.arange(len(anchors)), indexing="ij"
+        )
+        cols = ops.convert_to_tensor(cols.reshape(-1).astype(np.float32))
+        rows = ops.convert_to_tensor(rows.reshape(-1).astype(np.float32))
+        anchor_wh = anchors[slot_anchor.reshape(-1)] / np.float32([width, height])
+        s = self.xy_scale
+        xy = s * ops.sigmoid(raw[..., 0:2]) - (s - 1.0) / 2.0
+        cx = (xy[..., 0] + cols) / grid_w
+        cy = (xy[..., 1] + rows) / grid_h
+        log_wh = ops.minimum(raw[..., 2:4], _MAX_LOG_WH)
+        pred_wh = ops.exp(log_wh) * ops.convert_to_tensor(anchor_wh)
+        return ops.concatenate([ops.stack([cx, cy], axis=-1), pred_wh], axis=-1)
+
+    def _focal_factor(self, logits, targets):
+        p = ops.sigmoid(logits)
+        p_t = targets * p + (1.0 - targets) * (1.0 - p)
+        alpha_t = targets * self.focal_alpha + (1.0 - targets) * (1.0 - self.focal_alpha)
+        return alpha_t * ops.power(1.0 - p_t, self.focal_gamma)
+
+    def _centre_cells(self, truth, grid_h: int, grid_w: int):
+        """Centre in grid units -> (column, row) of the cell holding it, clipped to the grid, and
+        the centre's offsets inside that cell."""
+        gx = truth[..., 0] * grid_w
+        gy = truth[..., 1] * grid_h
+        col = ops.clip(ops.floor(gx), 0.0, grid_w - 1.0)
+        row = ops.clip(ops.floor(gy), 0.0, grid_h - 1.0)
+        return col, row, gx - col, gy - row
+
+    def _original_matches(self, layer: int, truth, wh, grid_h: int, grid_w: int):
+        """(B, N, gh, gw, A): the centre cell, at the slot of the box's best anchor overall."""
+        anchors = ops.convert_to_tensor(np.asarray(self.anchors, np.float32))
+        inter = ops.prod(ops.minimum(wh[:, :, None, :], anchors), axis=-1)
+        union = ops.prod(wh, axis=-1)[..., None] + ops.prod(anchors, axis=-1) - inter
+        best = ops.cast(ops.argmax(inter / ops.maximum(union, _EPS), axis=-1), "float32")
+        slot = _one_hot(best, len(self.anchors))
+        slot = ops.take(slot, list(self.anchor_masks[layer]), axis=-1)  # (B, N, A)
+        col, row, _, _ = self._centre_cells(truth, grid_h, grid_w)
+        cells = _outer_cells(_one_hot(row, grid_h), _one_hot(col, grid_w))
+        return cells[..., None] * slot[:, :, None, None, :]
+
+    def _yolov5_matches(self, layer: int, truth, wh, grid_h: int, grid_w: int):
+        """(B, N, gh, gw, A): every anchor within the ratio limit, in the centre cell and its two
+        neighbours nearer the centre (YOLOv5's three cells: 2 sigmoid - 0.5 reaches them)."""
+        anchors = np.asarray(self.anchors, np.float32)[list(self.anchor_masks[layer])]
+        ratio = wh[:, :, None, :] / ops.convert_to_tensor(anchors)
+        worst = ops.max(ops.maximum(ratio, 1.0 / ops.maximum(ratio, _EPS)), axis=-1)
+        slot = ops.cast(worst < self.anchor_threshold, "float32")  # (B, N, A)
+        col, row, fx, fy = self._centre_cells(truth, grid_h, grid_w)
+        col_next = col + ops.where(fx < 0.5, -1.0, 1.0)
+        row_next = row + ops.where(fy < 0.5, -1.0, 1.0)
+        rows, cols = _one_hot(row, grid_h), _one_hot(col, grid_w)
+        cells = (
+            _outer_cells(rows, cols)
+            + _outer_cells(rows, _one_hot(col_next, grid_w))
+            + _outer_cells(_one_hot(row_next, grid_h), cols)
+        )
+        return cells[..., None] * slot[:, :, None, None, :]
