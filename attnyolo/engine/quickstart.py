@@ -20,7 +20,7 @@ QUICKSTART = {
     "optimizer": "adam",
     "init_lr": 4e-3,  # scaled by 16 / 64 and clipped: Adam at 1e-3
     "batch_size": 16,
-    "epochs": 14,
+    "epochs": 8,
     "mosaic": 0.5,
     "mixup": 0.0,
     "special_aug_ratio": 0.7,
@@ -28,6 +28,10 @@ QUICKSTART = {
     "save_period": 0,
     "val_split": None,
     "train_split": "trainval",
+    # Measured on 2 cores at 256x256, batch 16 (images/s): XLA 8.8 vs 5.4 without; max_boxes 20
+    # vs 100: 10.6 vs 8.8 (the loss's box-pair work); 2 loader threads vs 1: slightly slower.
+    "max_boxes": 40,
+    "workers": 1,
 }
 
 

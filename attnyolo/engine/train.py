@@ -24,10 +24,11 @@ import yaml
 from attnyolo.data.datasets import load_dataset
 from attnyolo.data.pipeline import DetectionSequence
 from attnyolo.engine.evaluate import evaluate_model
+from attnyolo.layers.registry import attention_spec_name
 from attnyolo.losses import YoloLoss
 from attnyolo.models.darknet import LoadReport, load_darknet_weights
 from attnyolo.models.saving import load_detector, save_detector
-from attnyolo.models.yolo import DEFAULT_ANCHORS, YOLOv4Tiny
+from attnyolo.models.yolo import DEFAULT_ANCHORS, YOLOv4Tiny, normalize_input_size
 from attnyolo.utils import atomic_path, atomic_write
 
 NOMINAL_BATCH = 64  # the original scales learning rates by batch / 64
@@ -81,6 +82,11 @@ def _check_config(config: dict[str, Any]) -> None:
         raise ValueError(f"lr_schedule must be cos or step, got {config['lr_schedule']!r}")
     if config["assignment"] not in ("original", "yolov5"):
         raise ValueError(f"assignment must be original or yolov5, got {config['assignment']!r}")
+    attention_spec_name(config["attention"])  # an unknown name fails here, listing the valid
+    normalize_input_size(config["input_size"])
+    classes = config["classes"]
+    if isinstance(classes, str) and not Path(classes).is_file():
+        raise ValueError(f"{classes}: no such class-names file")
     if not 0 <= config["init_epoch"] < config["epochs"]:
         raise ValueError(
             f"need 0 <= init_epoch < epochs, got {config['init_epoch']}, {config['epochs']}"
@@ -203,16 +209,17 @@ def load_initial_weights(model: YOLOv4Tiny, config: dict[str, Any]) -> LoadRepor
         return None
     path = Path(weights)
     if path.suffix == ".weights":
-        cfg = config["weights_cfg"]
-        if cfg is None:
-            from attnyolo.models.darknet import darknet_cfg_text
+        if config["weights_cfg"] is not None:
+            return load_darknet_weights(model, config["weights_cfg"], path)
+        import tempfile
 
-            # The stock yolov4-tiny.cfg for 80 classes describes the official weights.
-            stock = YOLOv4Tiny(80, input_size=model.input_size)
-            cfg_path = path.with_suffix(".autogen.cfg")
-            atomic_write(cfg_path, darknet_cfg_text(stock))
-            cfg = cfg_path
-        return load_darknet_weights(model, cfg, path)
+        from attnyolo.models.darknet import darknet_cfg_text
+
+        # The stock yolov4-tiny.cfg for 80 classes describes the official weights.
+        stock = YOLOv4Tiny(80, input_size=model.input_size)
+        with tempfile.TemporaryDirectory() as folder:
+            cfg = atomic_write(Path(folder) / "yolov4-tiny.cfg", darknet_cfg_text(stock))
+            return load_darknet_weights(model, cfg, path)
     return transfer_weights(model, load_detector(path), str(path))
 
 

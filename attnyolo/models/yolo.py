@@ -45,7 +45,7 @@ def _normalize_classes(classes: int | Sequence[str]) -> list[str]:
     return names
 
 
-def _normalize_size(input_size: int | Sequence[int]) -> tuple[int, int]:
+def normalize_input_size(input_size: int | Sequence[int]) -> tuple[int, int]:
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if len(size) != 2 or any(not isinstance(s, int) or s <= 0 or s % 32 for s in size):
         raise ValueError(
@@ -115,7 +115,7 @@ class YOLOv4Tiny(keras.Model):
         **kwargs,
     ):
         class_names = _normalize_classes(classes)
-        height, width = _normalize_size(input_size)
+        height, width = normalize_input_size(input_size)
         attention_name = attention_spec_name(attention)
         positions = tuple(attention_positions)
         unknown = sorted(set(positions) - set(ATTENTION_POSITIONS))

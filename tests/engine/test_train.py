@@ -1,0 +1,113 @@
+"""Training end to end on a tiny synthetic set: run folder, checkpoints, resume after a kill,
+and a non-finite loss that stops the run without touching the last good checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+
+from attnyolo.data.synthetic import generate_shapes
+from attnyolo.engine import train as train_module
+from attnyolo.engine.train import RunCallback, TrainingError, resolve_config, train
+from attnyolo.models import load_detector
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return generate_shapes(tmp_path_factory.mktemp("data") / "shapes", num_images=40, seed=3)
+
+
+def config_for(shapes, tmp_path, **overrides):
+    settings = dict(
+        data=str(shapes),
+        classes=str(shapes / "classes.txt"),
+        input_size=64,
+        epochs=3,
+        freeze_epoch=1,
+        freeze_batch_size=8,
+        batch_size=8,
+        optimizer="adam",
+        eval_period=1,
+        save_period=2,
+        train_split="train",
+        val_split="val",
+        output=str(tmp_path),
+        workers=1,
+    )
+    settings.update(overrides)
+    return resolve_config(**settings)
+
+
+def test_run_folder_checkpoints_and_resume_after_a_kill(shapes, tmp_path, monkeypatch):
+    original = RunCallback.on_epoch_begin
+
+    def killed_in_third_epoch(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt  # the process dies during epoch 3
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(RunCallback, "on_epoch_begin", killed_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(config_for(shapes, tmp_path, name="run"), verbose=0)
+    run = tmp_path / "run"
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 2 and state["phase"] == "unfrozen"
+    assert {p.name for p in (run / "weights").iterdir()} == {
+        "last.keras",
+        "best.keras",
+        "epoch_002.keras",
+    }
+    monkeypatch.setattr(RunCallback, "on_epoch_begin", original)
+    train(resume=run, verbose=0)
+    state = json.loads((run / "state.json").read_text())
+    assert [row["epoch"] for row in state["history"]] == [1, 2, 3]
+    rows = (run / "log.csv").read_text().splitlines()
+    assert rows[0].split(",")[0] == "epoch" and len(rows) == 4
+    assert all("val_map50" in row for row in state["history"])
+    assert (run / "loss.png").stat().st_size and (run / "map.png").stat().st_size
+    model = load_detector(run / "weights" / "last.keras")
+    assert model.class_names == (shapes / "classes.txt").read_text().split()
+    assert model.input_size == (64, 64)
+    assert not list(run.rglob(".*tmp*")), "a temporary file was left behind"
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(shapes, tmp_path, monkeypatch):
+    run = train(
+        config_for(shapes, tmp_path, name="nan", epochs=2, freeze_train=False, save_period=0),
+        verbose=0,
+    )
+    last = (run / "weights" / "last.keras").read_bytes()
+    make_loss = train_module.loss_for
+
+    def poisoned(config, model):
+        loss = make_loss(config, model)
+
+        def call(boxes, classes, heads):
+            total, parts = loss(boxes, classes, heads)
+            return total * np.nan, parts
+
+        return call
+
+    monkeypatch.setattr(train_module, "loss_for", poisoned)
+    state = json.loads((run / "state.json").read_text())
+    config = json.loads(json.dumps(state))  # untouched copy for the assertion below
+    (run / "config.yaml").write_text(
+        (run / "config.yaml").read_text().replace("epochs: 2", "epochs: 3")
+    )
+    with pytest.raises(TrainingError, match="the loss is nan.*last good checkpoint"):
+        train(resume=run, verbose=0)
+    assert (run / "weights" / "last.keras").read_bytes() == last
+    assert json.loads((run / "state.json").read_text())["epoch"] == config["epoch"] == 2
+
+
+def test_configuration_mistakes_fail_at_once(shapes, tmp_path):
+    with pytest.raises(ValueError, match="Unknown attention"):
+        train(config_for(shapes, tmp_path, attention="transformer", name="a"), verbose=0)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        train(config_for(shapes, tmp_path, input_size=100, name="b"), verbose=0)
+    with pytest.raises(ValueError, match="missing.txt"):
+        train(
+            config_for(shapes, tmp_path, classes=str(tmp_path / "missing.txt"), name="c"), verbose=0
+        )
