@@ -14,6 +14,8 @@ from attnyolo.data.datasets import (
 )
 from attnyolo.data.images import ImageError, letterbox, load_image, resize
 from attnyolo.data.records import Dataset, Record
+from attnyolo.data.split import split_voc
+from attnyolo.data.synthetic import generate_shapes
 
 __all__ = [
     "Dataset",
@@ -21,6 +23,7 @@ __all__ = [
     "ImageError",
     "Record",
     "coco_category_ids",
+    "generate_shapes",
     "letterbox",
     "load_dataset",
     "load_image",
@@ -31,5 +34,6 @@ __all__ = [
     "read_voc",
     "read_yolo",
     "resize",
+    "split_voc",
     "write_annotation_lines",
 ]
