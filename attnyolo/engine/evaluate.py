@@ -239,23 +239,14 @@ def evaluate_model(
     **evaluate_options,
 ) -> Evaluation:
     """Detection over `dataset` with the original get_map.py's settings, then `evaluate`."""
-    settings = {
+    detection = {
         "confidence": confidence,
         "nms_iou": nms_iou,
         "max_per_class": max_per_class,
         "letterbox": letterbox,
-        "input_size": list(model.input_size),
     }
-    detections = detect(
-        model,
-        dataset,
-        confidence=confidence,
-        nms_iou=nms_iou,
-        max_per_class=max_per_class,
-        letterbox=letterbox,
-        batch_size=batch_size,
-        progress=progress,
-    )
+    detections = detect(model, dataset, batch_size=batch_size, progress=progress, **detection)
+    settings = {**detection, "input_size": list(model.input_size)}
     return evaluate(dataset, detections, settings=settings, **evaluate_options)
 
 

@@ -14,6 +14,7 @@ from attnyolo.cli import main
 from attnyolo.data import load_dataset
 from attnyolo.engine.detection_files import DetectionFileError, read_detections
 from attnyolo.engine.evaluate import evaluate_files, evaluate_model
+from attnyolo.metrics.coco import STAT_NAMES
 from attnyolo.models import YOLOv4Tiny, save_detector
 
 VOC_NAMES = [
@@ -153,21 +154,7 @@ def test_coco_figures_equal_pycocotools(shared_data, tmp_path):
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    names = [
-        "AP",
-        "AP50",
-        "AP75",
-        "AP_small",
-        "AP_medium",
-        "AP_large",
-        "AR1",
-        "AR10",
-        "AR100",
-        "AR_small",
-        "AR_medium",
-        "AR_large",
-    ]
-    for name, value in zip(names, ev.stats, strict=True):
+    for name, value in zip(STAT_NAMES, ev.stats, strict=True):
         expected = None if value < 0 else value
         assert report["coco"][name] == pytest.approx(expected, abs=1e-12), name
     assert report["images"] == 80
