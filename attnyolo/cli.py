@@ -160,6 +160,8 @@ def cmd_train(args) -> None:
             overrides["input_size"] = list(_size(args.input_size))
         if args.classes:
             overrides["classes"] = args.classes
+        if args.distribute is not None:
+            overrides["distribute"] = args.distribute
         run = train(resolve_config(args.config, **overrides))
     print(f"run folder: {run} (weights/last.keras, weights/best.keras, log.csv, loss.png)")
 
@@ -336,6 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="any setting of train.yaml, e.g. --set optimizer=adam (repeatable)",
+    )
+    p.add_argument(
+        "--distribute",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="STRATEGY",
+        help="data-parallel training: TensorFlow MirroredStrategy or JAX DataParallel; or name "
+        "one: mirrored, data_parallel",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run where it stopped")
     p.set_defaults(func=cmd_train)

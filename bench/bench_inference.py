@@ -22,6 +22,11 @@ import numpy as np  # noqa: E402
 
 from attnyolo.models import YOLOv4Tiny, save_darknet  # noqa: E402
 
+try:
+    from _report import write_section  # run as `python bench/bench_inference.py`
+except ImportError:
+    from bench._report import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -78,8 +83,6 @@ def main() -> None:
 
     backend = keras.backend.backend()
     lines = [
-        "# Benchmarks",
-        "",
         "## Inference latency, 416x416, batch 1",
         "",
         f"`python bench/bench_inference.py` on {os.cpu_count()} CPU cores, Keras backend "
@@ -93,8 +96,7 @@ def main() -> None:
         lines.append(f"| {attention} | {runner} | {ms:.1f} | {ms / compiled:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text)
+    write_section(args.output, lines[0], text)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,11 @@ import numpy as np
 from attnyolo.metrics.coco import coco_ground_truth, coco_results, evaluate_coco
 from attnyolo.metrics.voc import evaluate_voc
 
+try:
+    from _report import write_section  # run as `python bench/bench_metrics.py`
+except ImportError:
+    from bench._report import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "## Evaluation speed"
 
@@ -121,11 +126,7 @@ def main() -> None:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    path = Path(args.output)
-    existing = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARKER in existing:
-        existing = existing[: existing.index(MARKER)].rstrip() + "\n"
-    path.write_text(existing.rstrip() + "\n\n" + text)
+    write_section(args.output, MARKER, text)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,9 @@ class DetectionSequence(keras.utils.PyDataset):
         special_aug_ratio: mosaic and mixup are used while `epoch < special_aug_ratio * epochs`.
         epochs: the run's number of epochs; None keeps mosaic and mixup on throughout.
         seed: non-negative seed of the order and of every augmentation.
+        scale: the range of a single (non-mosaic) sample's random scale, as a fraction of the
+            input size: the original's (0.25, 2.0).
+        hsv: the hue, saturation and value jitter: the original's (0.1, 0.7, 0.4).
         max_boxes: boxes per image in a batch; further boxes are dropped with a warning.
         workers, use_multiprocessing, max_queue_size: `keras.utils.PyDataset`'s parallel loading.
         shuffle: reshuffle the training order every epoch (ignored when `train=False`).
@@ -119,6 +122,8 @@ class DetectionSequence(keras.utils.PyDataset):
         special_aug_ratio: float = 0.7,
         epochs: int | None = None,
         seed: int = 0,
+        scale: tuple[float, float] = (0.25, 2.0),
+        hsv: tuple[float, float, float] = (0.1, 0.7, 0.4),
         max_boxes: int = 100,
         workers: int = 1,
         use_multiprocessing: bool = False,
@@ -145,6 +150,8 @@ class DetectionSequence(keras.utils.PyDataset):
                 raise ValueError(f"{name} is a probability, got {p}")
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"scale is a range (low, high) with 0 < low <= high, got {scale}")
         if max_boxes < 1:
             raise ValueError(f"max_boxes must be positive, got {max_boxes}")
         self.dataset = dataset
@@ -155,6 +162,10 @@ class DetectionSequence(keras.utils.PyDataset):
         self.special_aug_ratio = float(special_aug_ratio)
         self.epochs = epochs
         self.seed = int(seed)
+        self.scale = (float(scale[0]), float(scale[1]))
+        if len(hsv) != 3 or min(hsv) < 0:
+            raise ValueError(f"hsv is (hue, saturation, value) jitter >= 0, got {hsv}")
+        self.hsv = tuple(float(v) for v in hsv)
         self.max_boxes = int(max_boxes)
         self.shuffle = shuffle
         self.epoch = 0
@@ -259,7 +270,7 @@ class DetectionSequence(keras.utils.PyDataset):
         picks = np.append(rng.choice(n, 3, replace=n < 3), record)[rng.permutation(4)]
         reads = [self._read(int(k)) for k in picks]
         image, boxes, classes = mosaic([r[1:] for r in reads], self.input_size, rng)
-        image = hsv_jitter(image, rng)
+        image = hsv_jitter(image, rng, *self.hsv)
         sources = tuple(r[0] for r in reads)
         use_mixup = u_mixup < self.mixup
         if use_mixup:
@@ -274,9 +285,9 @@ class DetectionSequence(keras.utils.PyDataset):
     ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """The original `get_random_data`: resize and place, flip, HSV jitter, clip."""
         source, image, boxes, classes = self._read(record)
-        image, boxes = random_resize(image, boxes, self.input_size, rng)
+        image, boxes = random_resize(image, boxes, self.input_size, rng, scale=self.scale)
         image, boxes = hflip(image, boxes, rng)
-        image = hsv_jitter(image, rng)
+        image = hsv_jitter(image, rng, *self.hsv)
         boxes, classes = clip_and_filter(boxes, classes, self.input_size)
         return source, image, boxes, classes
 

@@ -58,7 +58,13 @@ class Predictor:
     def forward(self, batch: np.ndarray) -> list[np.ndarray]:
         # predict_on_batch runs Keras' compiled predict function (tf.function / jax.jit): on TF
         # an eager call was measured at 118 ms against 42 ms compiled (416x416, 2 cores).
-        return [np.asarray(h, np.float32) for h in self.model.predict_on_batch(batch)]
+        if _replicas(self.model) > 1:
+            # Under a tf.distribute strategy predict_on_batch runs the whole batch on every
+            # replica and returns the copies concatenated; predict splits it properly.
+            heads = self.model.predict(batch, batch_size=len(batch), verbose=0)
+        else:
+            heads = self.model.predict_on_batch(batch)
+        return [np.asarray(h, np.float32) for h in heads]
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
         results: list[Detections] = []
@@ -70,6 +76,11 @@ class Predictor:
             sizes = [image.shape[:2] for image in chunk]
             results += self.decoder(heads, sizes, np.stack([p[1] for p in prepared]))
         return results
+
+
+def _replicas(model) -> int:
+    strategy = getattr(model, "distribute_strategy", None)  # TensorFlow trainers only
+    return int(getattr(strategy, "num_replicas_in_sync", 1))
 
 
 def predict_images(

@@ -8,6 +8,7 @@ so a run killed at any moment resumes from its last completed epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,9 +24,11 @@ import yaml
 
 from attnyolo.data.datasets import load_dataset
 from attnyolo.data.pipeline import DetectionSequence
+from attnyolo.engine.distribute import distribution_scope, resolve_strategy
 from attnyolo.engine.evaluate import evaluate_model
 from attnyolo.layers.registry import attention_spec_name
 from attnyolo.losses import YoloLoss
+from attnyolo.models.batchnorm import recalibrate_batchnorm
 from attnyolo.models.darknet import LoadReport, load_darknet_weights
 from attnyolo.models.saving import load_detector, save_detector
 from attnyolo.models.yolo import DEFAULT_ANCHORS, YOLOv4Tiny, normalize_input_size
@@ -83,10 +86,20 @@ def _check_config(config: dict[str, Any]) -> None:
     if config["assignment"] not in ("original", "yolov5"):
         raise ValueError(f"assignment must be original or yolov5, got {config['assignment']!r}")
     attention_spec_name(config["attention"])  # an unknown name fails here, listing the valid
+    resolve_strategy(config["distribute"])  # an unknown name, or one for another backend
     normalize_input_size(config["input_size"])
     classes = config["classes"]
     if isinstance(classes, str) and not Path(classes).is_file():
         raise ValueError(f"{classes}: no such class-names file")
+    scale = config["scale"]
+    if not (isinstance(scale, list | tuple) and len(scale) == 2 and 0 < scale[0] <= scale[1]):
+        raise ValueError(f"scale is a range [low, high] with 0 < low <= high, got {scale!r}")
+    if config["jit_compile"] not in ("auto", True, False):
+        raise ValueError(f"jit_compile must be auto, true or false, got {config['jit_compile']!r}")
+    if not isinstance(config["bn_recalibration"], int) or config["bn_recalibration"] < 0:
+        raise ValueError(
+            f"bn_recalibration is a number of batches >= 0, got {config['bn_recalibration']!r}"
+        )
     if not 0 <= config["init_epoch"] < config["epochs"]:
         raise ValueError(
             f"need 0 <= init_epoch < epochs, got {config['init_epoch']}, {config['epochs']}"
@@ -203,6 +216,26 @@ def build_model(config: dict[str, Any], class_names: list[str]) -> YOLOv4Tiny:
     )
 
 
+def init_head_priors(model: YOLOv4Tiny, objects_per_image: float = 8.0) -> None:
+    """Sets the head biases to priors, as YOLOv5 does for a model trained from scratch:
+    objectness to `log(k / cells)` (about `objects_per_image` objects spread over a head's cells,
+    by 640x640 images' count scaled to this input), classes to `log(0.6 / (C - 0.99))`. The first
+    steps then start near the right rates instead of at 0.5, and do not spend the random features
+    on pushing every cell's objectness down."""
+    from attnyolo.models.yolo import HEAD_OUTPUTS
+
+    height, width = model.input_size
+    outputs = 5 + model.num_classes
+    for name, stride in zip(HEAD_OUTPUTS, (32, 16), strict=True):
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        bias = bias.reshape(-1, outputs)
+        objects = objects_per_image * (height * width) / 640**2
+        bias[:, 4] = math.log(max(objects, 1e-3) / ((height / stride) * (width / stride)))
+        bias[:, 5:] = math.log(0.6 / max(model.num_classes - 0.99, 0.01))
+        layer.set_weights([kernel, bias.reshape(-1)])
+
+
 def load_initial_weights(model: YOLOv4Tiny, config: dict[str, Any]) -> LoadReport | None:
     weights = config["weights"]
     if not weights:
@@ -276,11 +309,20 @@ class RunCallback(keras.callbacks.Callback):
     """At each epoch end: refuses a non-finite loss, validates (mAP through the evaluation
     issue's `evaluate_model`, with its defaults), writes checkpoints, state, CSV and plots."""
 
-    def __init__(self, run: Path, config: dict, val_dataset, phase: str, total_epochs: int):
+    def __init__(
+        self,
+        run: Path,
+        config: dict,
+        val_dataset,
+        phase: str,
+        total_epochs: int,
+        train_dataset=None,
+    ):
         super().__init__()
         self.run = run
         self.config = config
         self.val_dataset = val_dataset
+        self.train_dataset = train_dataset
         self.phase = phase
         self.total_epochs = total_epochs
         self.state = _read_state(run)
@@ -303,7 +345,12 @@ class RunCallback(keras.callbacks.Callback):
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         period = self.config["eval_period"]
         last = epoch + 1 == self.total_epochs
-        if self.val_dataset is not None and period and ((epoch + 1) % period == 0 or last):
+        validate = self.val_dataset is not None and period and ((epoch + 1) % period == 0 or last)
+        save_period = self.config["save_period"]
+        keep = bool(save_period) and (epoch + 1) % save_period == 0
+        if self.config["bn_recalibration"] and (validate or last or keep):
+            self._recalibrate(epoch)
+        if validate:
             evaluation = evaluate_model(self.model, self.val_dataset, progress=False, coco=False)
             logs["val_map50"] = evaluation.map50
             print(f"\nepoch {epoch + 1}: validation mAP@0.5 = {evaluation.map50 * 100:.2f}%")
@@ -313,7 +360,7 @@ class RunCallback(keras.callbacks.Callback):
         if monitor is not None and better:
             self.state["best"] = {"epoch": epoch + 1, "metric": monitor[0], "value": monitor[1]}
             save_detector(self.model, weights / "best.keras")
-        if self.config["save_period"] and (epoch + 1) % self.config["save_period"] == 0:
+        if keep:
             save_detector(self.model, weights / f"epoch_{epoch + 1:03d}.keras")
         _save_optimizer(self.model.optimizer, self.run / "optimizer.npz")
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
@@ -322,6 +369,22 @@ class RunCallback(keras.callbacks.Callback):
         atomic_write(self.run / "state.json", json.dumps(self.state, indent=2))
         _write_csv(self.run / "log.csv", self.state["history"])
         _plot_history(self.run, self.state["history"])
+
+    def _recalibrate(self, epoch: int) -> None:
+        """Precise BN over letterboxed training images drawn with the run's seed and the epoch."""
+        records = self.train_dataset.records
+        count = min(self.config["bn_recalibration"] * self.config["batch_size"], len(records))
+        rng = np.random.default_rng([self.config["seed"], epoch, 7])
+        picked = [records[i] for i in sorted(rng.choice(len(records), count, replace=False))]
+        subset = dataclasses.replace(self.train_dataset, records=picked)
+        batches = DetectionSequence(
+            subset,
+            self.model.input_size,
+            self.config["batch_size"],
+            train=False,
+            max_boxes=self.config["max_boxes"],
+        )
+        recalibrate_batchnorm(self.model, (batches[i] for i in range(len(batches))))
 
     def _monitor(self, logs) -> tuple[tuple[str, float] | None, bool]:
         best = self.state.get("best")
@@ -395,7 +458,8 @@ def train(
         run = Path(resume)
         if not (run / "config.yaml").is_file():
             raise ValueError(f"{run}: not a run folder (no config.yaml)")
-        config = yaml.safe_load((run / "config.yaml").read_text())
+        # Settings added since the run started take their defaults.
+        config = {**default_config(), **yaml.safe_load((run / "config.yaml").read_text())}
     elif config is None:
         raise ValueError("train() needs a config or a run folder to resume")
     else:
@@ -414,6 +478,18 @@ def train(
         if config["val_split"]
         else None
     )
+    strategy = resolve_strategy(config["distribute"])
+    batch_sizes = [config["batch_size"]]
+    if config["freeze_train"]:
+        batch_sizes.append(config["freeze_batch_size"])
+    with distribution_scope(strategy, batch_sizes) as replicas:
+        if strategy is not None:
+            print(f"data-parallel training ({strategy}) over {replicas} replicas")
+        _train_phases(config, run, resume, train_set, val_set, strategy, verbose)
+    return run
+
+
+def _train_phases(config, run, resume, train_set, val_set, strategy, verbose) -> None:
     state = _read_state(run)
     model = build_model(config, train_set.class_names)
     if resume is not None and (run / "weights" / "last.keras").is_file():
@@ -425,6 +501,8 @@ def train(
         report = load_initial_weights(model, config)
         if report is not None:
             print(report)
+        elif config["prior_bias_init"]:
+            init_head_priors(model)
     model.set_loss(loss_for(config, model))
     _warn_if_too_few_steps(config, len(train_set))
 
@@ -454,6 +532,8 @@ def train(
             special_aug_ratio=config["special_aug_ratio"],
             epochs=config["epochs"],
             seed=config["seed"],
+            scale=tuple(config["scale"]),
+            hsv=tuple(config["hsv"]),
             max_boxes=config["max_boxes"],
             workers=config["workers"],
         )
@@ -468,7 +548,7 @@ def train(
         state["lr"] = [lr, min_lr]
         atomic_write(run / "state.json", json.dumps(state, indent=2))
         optimizer = make_optimizer(config, model, lr, len(sequence))
-        model.compile(optimizer=optimizer)
+        model.compile(optimizer=optimizer, jit_compile=_jit_compile(config, strategy))
         if resume is not None and state.get("phase") == phase:
             _load_optimizer(optimizer, model, run / "optimizer.npz")
         validation = None
@@ -477,7 +557,7 @@ def train(
                 val_set, model.input_size, batch_size, train=False, max_boxes=config["max_boxes"]
             )
         callbacks = [
-            RunCallback(run, config, val_set, phase, config["epochs"]),
+            RunCallback(run, config, val_set, phase, config["epochs"], train_set),
             keras.callbacks.TerminateOnNaN(),
         ]
         if config["early_stopping"]:
@@ -499,10 +579,18 @@ def train(
             validation_data=validation,
             callbacks=callbacks,
             verbose=verbose,
+            shuffle=False,  # the sequence shuffles itself, seeded
         )
         if model.stop_training and end < config["epochs"]:
             break
-    return run
+
+
+def _jit_compile(config: dict[str, Any], strategy: str | None) -> bool:
+    if config["jit_compile"] != "auto":
+        return bool(config["jit_compile"])
+    if strategy in ("mirrored", "multi_worker"):
+        return False  # as Keras' own auto: XLA inside tf.distribute strategies is not dependable
+    return keras.backend.backend() in ("tensorflow", "jax")
 
 
 def _tensorboard_available() -> bool:

@@ -200,6 +200,11 @@ class YOLOv4Tiny(keras.Model):
             tracker.update_state(parts[name])
         if self.losses:  # regularization losses, if any layer has them
             total = total + keras.ops.sum(self.losses)
+        replicas = _replicas_in_sync()
+        if replicas > 1:
+            # Under a TensorFlow strategy each replica's gradients are summed: each replica
+            # contributes its loss / N, so the update is that of the whole batch's mean loss.
+            total = total / replicas
         return total
 
     @property
@@ -225,6 +230,14 @@ class YOLOv4Tiny(keras.Model):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> YOLOv4Tiny:
         return cls(**config)
+
+
+def _replicas_in_sync() -> int:
+    if keras.backend.backend() != "tensorflow":
+        return 1  # JAX's DataParallel computes the whole batch's loss in one program
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def _head_conv(x, filters: int, name: str):

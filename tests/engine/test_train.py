@@ -2,6 +2,8 @@
 and a non-finite loss that stops the run without touching the last good checkpoint."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +113,89 @@ def test_configuration_mistakes_fail_at_once(shapes, tmp_path):
         train(
             config_for(shapes, tmp_path, classes=str(tmp_path / "missing.txt"), name="c"), verbose=0
         )
+
+
+def test_bad_samples_are_reported_and_training_goes_on(shapes, tmp_path):
+    """A VOC set with every kind of bad sample trains through; each is named in a warning."""
+    import shutil
+    import warnings
+
+    from attnyolo.data import DatasetWarning
+
+    root = tmp_path / "VOC2007"
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True)
+    good = (shapes / "ImageSets" / "Main" / "train.txt").read_text().split()[:12]
+    for stem in good:
+        shutil.copy(shapes / "JPEGImages" / f"{stem}.jpg", root / "JPEGImages")
+        shutil.copy(shapes / "Annotations" / f"{stem}.xml", root / "Annotations")
+    xml = (shapes / "Annotations" / f"{good[0]}.xml").read_text()
+    first_name = xml.split("<name>")[1].split("</name>")[0]
+
+    def bad(stem, annotation, image=True):
+        if image:
+            shutil.copy(
+                shapes / "JPEGImages" / f"{good[0]}.jpg", root / "JPEGImages" / f"{stem}.jpg"
+            )
+        if annotation is not None:
+            (root / "Annotations" / f"{stem}.xml").write_text(annotation)
+
+    jpeg = (shapes / "JPEGImages" / f"{good[1]}.jpg").read_bytes()
+    bad("truncated", xml)
+    (root / "JPEGImages" / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    bad("missing_image", xml, image=False)
+    bad("malformed", "<annotation><object><name>")
+    bad("unknown_class", xml.replace(f"<name>{first_name}</name>", "<name>unicorn</name>", 1))
+
+    def first_box(x1, y1, x2, y2):
+        box = (
+            f"<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>"
+        )
+        return re.sub(r"<bndbox>.*?</bndbox>", box, xml, count=1)
+
+    bad("outside", first_box(-20, 10, 9999, 60))
+    bad("zero_area", first_box(40, 40, 39, 90))  # VOC pixels 40..39: no width
+    bad("no_boxes", xml.split("<object>")[0] + "</annotation>")
+    stems = good + [
+        "truncated",
+        "missing_image",
+        "malformed",
+        "unknown_class",
+        "outside",
+        "zero_area",
+        "no_boxes",
+    ]
+    (root / "ImageSets" / "Main" / "train.txt").write_text("\n".join(stems) + "\n")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = train(
+            config_for(
+                shapes,
+                tmp_path,
+                data=str(root),
+                name="bad",
+                epochs=2,
+                freeze_train=False,
+                eval_period=0,
+                save_period=0,
+                val_split=None,
+                mosaic=0.5,
+                mixup=0.5,
+            ),
+            verbose=0,
+        )
+    reports = [w.message for w in caught if issubclass(w.category, DatasetWarning)]
+    named = {(r.fault, Path(r.file).stem) for r in reports}
+    for fault, stem in [
+        ("missing image", "missing_image"),
+        ("bad annotation", "malformed"),
+        ("unknown class", "unknown_class"),
+        ("box clipped", "outside"),
+        ("box dropped", "zero_area"),
+        ("no boxes", "no_boxes"),
+        ("unreadable image", "truncated"),
+    ]:
+        assert (fault, stem) in named, (fault, stem, sorted(named))
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 2 and all(np.isfinite(row["loss"]) for row in state["history"])

@@ -85,3 +85,26 @@ def test_weight_decay_applies_to_conv_kernels_only(train_module):
     assert kernels and all(v.path.endswith("kernel") for v in kernels)
     assert not any("cbam" in v.path for v in kernels)
     assert len(kernels) == 21  # the 21 Darknet convolutions
+
+
+def test_head_priors_set_the_initial_rates(train_module):
+    import keras
+
+    model = YOLOv4Tiny(6, input_size=256)
+    train_module.init_head_priors(model)
+    heads = model(np.zeros((1, 256, 256, 3), "float32"))
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    for head, stride in zip(heads, (32, 16), strict=True):
+        raw = keras.ops.convert_to_numpy(head).reshape(-1, 11)
+        # 8 objects per 640x640 image: 8 s^2 / 640^2 per cell and anchor.
+        np.testing.assert_allclose(np.median(sigmoid(raw[:, 4])), 8 * stride**2 / 640**2, rtol=0.3)
+        np.testing.assert_allclose(np.median(sigmoid(raw[:, 5:])), 0.6 / 5.01, rtol=0.3)
+
+
+def test_new_settings_are_checked(train_module):
+    with pytest.raises(ValueError, match="jit_compile must be auto, true or false"):
+        train_module.resolve_config(data="x", jit_compile="fast")
+    with pytest.raises(ValueError, match="bn_recalibration is a number of batches"):
+        train_module.resolve_config(data="x", bn_recalibration=-1)
+    with pytest.raises(ValueError, match="distribute must be true, false or one of"):
+        train_module.resolve_config(data="x", distribute="horovod")
