@@ -8,6 +8,7 @@ defaults, predict a few test images, and say where everything went.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 from attnyolo.data.synthetic import generate_shapes
@@ -65,10 +66,13 @@ def quickstart(
     if epochs is not None:
         overrides["epochs"] = epochs
     run_dir = output / "train"
-    if (run_dir / "state.json").is_file():
-        run = train(resume=run_dir)  # an interrupted quickstart continues where it stopped
-    else:
-        run = train(resolve_config(**overrides))
+    with warnings.catch_warnings():
+        # The original's advice for real data sets (thousands of steps) does not apply here.
+        warnings.filterwarnings("ignore", message=".*training wants more than")
+        if (run_dir / "state.json").is_file():
+            run = train(resume=run_dir)  # an interrupted quickstart continues where it stopped
+        else:
+            run = train(resolve_config(**overrides))
     model_path = run / "weights" / "last.keras"
     evaluation = evaluate_files(
         root, model=model_path, split="test", output_dir=output / "evaluation"
