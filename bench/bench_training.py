@@ -27,7 +27,7 @@ import keras  # noqa: E402
 from attnyolo.data.datasets import load_dataset  # noqa: E402
 from attnyolo.data.pipeline import DetectionSequence, loader_throughput  # noqa: E402
 from attnyolo.data.synthetic import generate_shapes  # noqa: E402
-from attnyolo.engine.train import _jit_compile, default_config  # noqa: E402
+from attnyolo.engine.train import default_config, jit_compile_for  # noqa: E402
 from attnyolo.losses import YoloLoss  # noqa: E402
 from attnyolo.models import YOLOv4Tiny  # noqa: E402
 
@@ -45,7 +45,7 @@ def train_throughput(model: YOLOv4Tiny, batches: list, steps: int) -> float:
     """Images per second of `train_on_batch` (the compiled train step `fit` runs), after two
     warm-up steps (the first compiles)."""
     model.set_loss(YoloLoss.from_model(model))
-    jit = _jit_compile(default_config(), None)
+    jit = jit_compile_for(default_config(), None)
     model.compile(
         optimizer=keras.optimizers.SGD(1e-3, momentum=0.937, nesterov=True), jit_compile=jit
     )

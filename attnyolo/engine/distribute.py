@@ -99,28 +99,31 @@ def distribution_scope(strategy: str | None, batch_sizes: Sequence[int]) -> Iter
         finally:
             keras.distribution.set_distribution(previous)
         return
-    tf_strategy = _tf_strategy(strategy)
-    replicas = tf_strategy.num_replicas_in_sync
-    _check_split(replicas, batch_sizes, f"{replicas} {strategy} replicas")
-    with tf_strategy.scope():
-        yield replicas
+    devices = _tf_devices()
+    _check_split(len(devices), batch_sizes, f"{len(devices)} {strategy} replicas")
+    with _mirrored_strategy(devices).scope():
+        yield len(devices)
 
 
-# One strategy object per kind for the whole process: a second MirroredStrategy reuses the first
-# one's collective-op keys, and its all-reduces then meet the first model's tensors.
-_TF_STRATEGIES: dict = {}
-
-
-def _tf_strategy(strategy: str):
+def _tf_devices() -> list[str]:
     import tensorflow as tf
 
-    if strategy not in _TF_STRATEGIES:
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        if len(devices) < 2:
-            return tf.distribute.MirroredStrategy(devices)  # refused by the caller, not kept
-        _TF_STRATEGIES[strategy] = tf.distribute.MirroredStrategy(devices)
-    return _TF_STRATEGIES[strategy]
+    gpus = tf.config.list_logical_devices("GPU")
+    return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+
+
+# One MirroredStrategy for the whole process: a second one reuses the first one's collective-op
+# keys, and its all-reduces then meet the first model's tensors.
+_MIRRORED = None
+
+
+def _mirrored_strategy(devices: list[str]):
+    import tensorflow as tf
+
+    global _MIRRORED
+    if _MIRRORED is None:
+        _MIRRORED = tf.distribute.MirroredStrategy(devices)
+    return _MIRRORED
 
 
 def _check_split(replicas: int, batch_sizes: Sequence[int], what: str) -> None:

@@ -548,7 +548,7 @@ def _train_phases(config, run, resume, train_set, val_set, strategy, verbose) ->
         state["lr"] = [lr, min_lr]
         atomic_write(run / "state.json", json.dumps(state, indent=2))
         optimizer = make_optimizer(config, model, lr, len(sequence))
-        model.compile(optimizer=optimizer, jit_compile=_jit_compile(config, strategy))
+        model.compile(optimizer=optimizer, jit_compile=jit_compile_for(config, strategy))
         if resume is not None and state.get("phase") == phase:
             _load_optimizer(optimizer, model, run / "optimizer.npz")
         validation = None
@@ -585,7 +585,8 @@ def _train_phases(config, run, resume, train_set, val_set, strategy, verbose) ->
             break
 
 
-def _jit_compile(config: dict[str, Any], strategy: str | None) -> bool:
+def jit_compile_for(config: dict[str, Any], strategy: str | None) -> bool:
+    """Whether to XLA-compile the train step for this config and distribution strategy."""
     if config["jit_compile"] != "auto":
         return bool(config["jit_compile"])
     if strategy in ("mirrored", "multi_worker"):
