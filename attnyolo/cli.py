@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 
 # phi of the original yolov4-tiny-keras scripts; accepted here only, for people coming from them.
+# phi 4 is the paper's Coordinate Attention; --phi-original asks for the scripts' own blocks, which
+# differ from attnyolo's defaults only there (their ca_block is not the paper's).
 PHI = {"0": None, "1": "se", "2": "cbam", "3": "eca", "4": "ca"}
+PHI_ORIGINAL = {**PHI, "4": "ca_original"}
+ATTENTION_HELP = "none, se, cbam, eca, ca, ca_original (or the original scripts' phi 0-4)"
+PHI_ORIGINAL_HELP = (
+    "read a phi in --attention as the original scripts' blocks: 4 is their own Coordinate "
+    "Attention, ca_original, instead of the paper's ca (0-3 are the same either way)"
+)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -17,7 +25,7 @@ def _attention(value: str) -> str | None:
     from attnyolo.layers import attention_names
 
     if value in PHI:
-        return PHI[value]
+        return value  # a phi, named by _resolve_phi once --phi-original is known
     if value.lower() == "none":
         return None
     if value.lower() not in attention_names():
@@ -26,6 +34,23 @@ def _attention(value: str) -> str | None:
             "or the original scripts' phi 0-4"
         )
     return value.lower()
+
+
+def _resolve_phi(args) -> None:
+    """Replaces the phi numbers in `args.attention` by attention names."""
+    value = getattr(args, "attention", None)
+    if value is None:
+        return
+    table = PHI_ORIGINAL if args.phi_original else PHI
+    if isinstance(value, list):
+        args.attention = [table.get(v, v) for v in value]
+    else:
+        args.attention = table.get(value, value)
+
+
+def _add_attention_arguments(parser: argparse.ArgumentParser, **kwargs) -> None:
+    parser.add_argument("--attention", type=_attention, help=ATTENTION_HELP, **kwargs)
+    parser.add_argument("--phi-original", action="store_true", help=PHI_ORIGINAL_HELP)
 
 
 def _classes(value: str) -> int | list[str]:
@@ -98,6 +123,7 @@ def cmd_predict(args) -> None:
         confidence=args.confidence,
         nms_iou=args.nms_iou,
         letterbox=args.letterbox,
+        resize_filter=args.resize_filter,
         max_per_class=args.max_per_class,
         max_detections=args.max_detections,
         batch_size=args.batch_size,
@@ -136,6 +162,7 @@ def cmd_evaluate(args) -> None:
         iou_threshold=args.iou,
         use_07_metric=args.voc07,
         score_threshold=args.score_threshold,
+        protocol=args.protocol,
         coco=not args.no_coco,
         coco_engine=args.coco_engine,
     )
@@ -162,6 +189,8 @@ def cmd_train(args) -> None:
             overrides["classes"] = args.classes
         if args.distribute is not None:
             overrides["distribute"] = args.distribute
+        if args.freeze_from_scratch:
+            overrides["freeze_train"] = overrides["freeze_from_scratch"] = True
         run = train(resolve_config(args.config, **overrides))
     print(f"run folder: {run} (weights/last.keras, weights/best.keras, log.csv, loss.png)")
 
@@ -246,12 +275,13 @@ def cmd_darknet_export(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from attnyolo.data.images import DEFAULT_RESIZE_FILTER, RESIZE_FILTERS
+
     parser = argparse.ArgumentParser(
         prog="attnyolo",
         description="Attention-augmented YOLOv4-tiny (SE, CBAM, ECA, Coordinate Attention).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    attention_help = "none, se, cbam, eca, ca (or the original scripts' phi 0-4)"
 
     p = sub.add_parser(
         "summary", help="parameters and FLOPs per attention type, or of a model file"
@@ -259,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", help="a .keras detector file to describe instead")
     p.add_argument("--input-size", type=int, nargs="+", default=[416], metavar="N")
     p.add_argument("--classes", type=_classes, default=80, help="a count or a names file")
-    p.add_argument("--attention", type=_attention, nargs="+", help=attention_help)
+    _add_attention_arguments(p, nargs="+")
     p.add_argument("--json", action="store_true", help="machine-readable output for a model file")
     p.set_defaults(func=cmd_summary)
 
@@ -270,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, default=0.5)
     p.add_argument("--nms-iou", type=float, default=0.3)
     p.add_argument("--letterbox", action="store_true", help="keep aspect ratio, pad with grey")
+    p.add_argument(
+        "--resize-filter",
+        choices=list(RESIZE_FILTERS),
+        default=DEFAULT_RESIZE_FILTER,
+        help="bicubic resize: opencv (cv2) or pillow (PIL, the original's); best the one the "
+        f"model was trained with (default: {DEFAULT_RESIZE_FILTER})",
+    )
     p.add_argument("--max-per-class", type=int, default=100)
     p.add_argument("--max-detections", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=8)
@@ -282,13 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="With a model: detection over the split with the original get_map.py's "
         "settings, then VOC mAP, P/R/F1, LAMR and the COCO figures. Without one: --detections "
         "(a COCO results JSON, or a folder of the original's detection-results/*.txt) against "
-        "the ground truth.",
+        "the ground truth; --data may then be the original's map_out folder, whose "
+        "detection-results/ are the default detections.",
     )
     p.add_argument("model", nargs="?", help="a .keras detector (omit with --detections)")
     p.add_argument(
         "--data",
         required=True,
-        help="VOC root, COCO JSON, YOLO data YAML, annotation-lines file or attnyolo data YAML",
+        help="VOC root, COCO JSON, YOLO data YAML, annotation-lines file, attnyolo data YAML, "
+        "or (without a model) the original's map_out folder",
     )
     p.add_argument("--split", default="test", help="default: test")
     p.add_argument("--detections", help="COCO results JSON or folder of per-image .txt files")
@@ -301,6 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="evaluation", help="report folder")
     p.add_argument("--iou", type=float, default=0.5, help="VOC IoU threshold (default 0.5)")
     p.add_argument("--voc07", action="store_true", help="VOC2007 11-point AP")
+    p.add_argument(
+        "--protocol",
+        choices=["voc", "original"],
+        default="voc",
+        help="voc (default): the VOC devkit's figures; original: the original scripts' get_map "
+        "to the number (IoU +1 on the boxes as written, P/R/F1 read at the top detection when "
+        "none reaches --score-threshold, LAMR 0 for a class never detected)",
+    )
     p.add_argument(
         "--score-threshold",
         type=float,
@@ -326,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a YAML of settings (see attnyolo/configs/train.yaml)")
     p.add_argument("--data", help="VOC root, COCO JSON, YOLO data YAML, annotation lines, ...")
     p.add_argument("--classes", type=_classes, default=None, help="class-names file")
-    p.add_argument("--attention", type=_attention, default=None, help=attention_help)
+    _add_attention_arguments(p, default=None)
     p.add_argument("--input-size", type=int, nargs="+", metavar="N")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -348,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="data-parallel training: TensorFlow MirroredStrategy or JAX DataParallel; or name "
         "one: mirrored, data_parallel",
     )
+    p.add_argument(
+        "--freeze-from-scratch",
+        action="store_true",
+        help="train a frozen phase although no --weights are given (the backbone stays random "
+        "for freeze_epoch epochs; refused without this flag)",
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run where it stopped")
     p.set_defaults(func=cmd_train)
 
@@ -359,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="runs/quickstart")
     p.add_argument("--images", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--attention", type=_attention, default=None, help=attention_help)
+    _add_attention_arguments(p, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_quickstart)
 
@@ -391,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the .keras file to write")
     p.add_argument("--classes", type=_classes, default=80, help="a count or a names file")
     p.add_argument("--input-size", type=int, nargs="+", default=[416], metavar="N")
-    p.add_argument("--attention", type=_attention, default=None, help=attention_help)
+    _add_attention_arguments(p, default=None)
     p.add_argument("--xy-scale", type=float, default=1.0)
     p.set_defaults(func=cmd_create)
 
@@ -401,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("cfg")
     q.add_argument("weights", nargs="?", help="omit for random initial weights")
     q.add_argument("--names", type=_classes, default=None, help="class-names file, e.g. coco.names")
-    q.add_argument("--attention", type=_attention, default=None, help=attention_help)
+    _add_attention_arguments(q, default=None)
     q.add_argument("--input-size", type=int, nargs="+", metavar="N", help="default: the cfg's")
     q.add_argument("-o", "--output", required=True, help="the .keras file to write")
     q.set_defaults(func=cmd_darknet_import)
@@ -417,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
     args = build_parser().parse_args(argv)
+    _resolve_phi(args)
     from attnyolo.data.images import ImageError
     from attnyolo.models.darknet import DarknetError
     from attnyolo.models.saving import ModelFileError

@@ -74,7 +74,7 @@ def test_errors_are_one_clear_line(tmp_path, monkeypatch, capsys, argv, message)
 def test_unknown_attention_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         main(["create", "-o", "m.keras", "--attention", "transformer"])
-    assert "choose from none, ca, cbam" in capsys.readouterr().err
+    assert "choose from none, ca, ca_original, cbam" in capsys.readouterr().err
 
 
 def test_keras_file_of_another_kind(tmp_path, capsys):
@@ -85,3 +85,32 @@ def test_keras_file_of_another_kind(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["summary", str(tmp_path / "other.keras")])
     assert "not an attnyolo detector" in capsys.readouterr().err
+
+
+def test_phi_original_gives_the_original_coordinate_attention(capsys):
+    argv = ["summary", "--input-size", "64", "--classes", "2", "--attention", "4", "ca_original"]
+    lines = {line.split()[0]: line.split() for line in run(capsys, *argv).splitlines()[2:4]}
+    assert set(lines) == {"ca", "ca_original"}  # phi 4 is the paper's block by default
+    # 3 * C * (C // 16) + 4 * (C // 16) at C = 256, 512 and 128, as the original scripts
+    assert lines["ca_original"][2] == f"{12352 + 49280 + 3104:,}"
+    out = run(capsys, *argv[:-1], "--phi-original")
+    assert out.splitlines()[2].split()[0] == "ca_original"
+
+
+def test_predict_passes_the_resize_filter(tmp_path, monkeypatch, capsys):
+    import attnyolo.engine.predict as predict
+
+    seen = {}
+
+    def fake(model, images, **options):
+        seen.update(options)
+        return {"images": [], "failed": []}
+
+    monkeypatch.setattr(predict, "predict_images", fake)
+    run(capsys, "predict", "m.keras", tmp_path / "a.jpg", "--resize-filter", "pillow")
+    assert seen["resize_filter"] == "pillow"
+    run(capsys, "predict", "m.keras", tmp_path / "a.jpg")
+    assert seen["resize_filter"] == "opencv"
+    with pytest.raises(SystemExit):
+        main(["predict", "m.keras", "a.jpg", "--resize-filter", "pil"])
+    assert "choose from 'opencv', 'pillow'" in capsys.readouterr().err

@@ -10,6 +10,8 @@ The original `utils/dataloader.py` (bubbliiiing) builds a training sample one of
 
 Validation samples are letterboxed (`letterbox_sample`). Every function takes its randomness from
 the `numpy.random.Generator` it is given, so a sample is reproducible from the generator's seed.
+The functions that resize take `resize_filter`: OpenCV's bicubic (`"opencv"`, the default) or
+Pillow's (`"pillow"`, the original's); see `attnyolo.data.images`.
 
 Boxes are `(K, 4)` float32 `x1, y1, x2, y2` in continuous pixels (see `records.Record`). The
 geometric transforms return boxes that may stick out of the canvas or have lost their area;
@@ -23,7 +25,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from attnyolo.data.images import PAD_VALUE, letterbox
+from attnyolo.data.images import DEFAULT_RESIZE_FILTER, PAD_VALUE, letterbox, resample
 
 # An image with its boxes and their classes, the unit `mosaic` and `mixup` combine.
 Item = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -65,7 +67,7 @@ def _jittered_size(
     else:
         nw = int(s * w)
         nh = int(nw / new_ar)
-    # A very thin image could round to zero pixels, which cv2.resize refuses.
+    # A very thin image could round to zero pixels, which neither resize filter accepts.
     return max(1, nh), max(1, nw)
 
 
@@ -126,6 +128,7 @@ def random_resize(
     rng: np.random.Generator,
     jitter: float = 0.3,
     scale: tuple[float, float] = (0.25, 2.0),
+    resize_filter: str = DEFAULT_RESIZE_FILTER,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resizes with a random aspect-ratio jitter and scale and places the result at a random
     offset on a grey canvas of `size` = (height, width), as the original `get_random_data`.
@@ -141,7 +144,7 @@ def random_resize(
     h, w = size
     ih, iw = image.shape[:2]
     nh, nw = _jittered_size((ih, iw), size, rng, jitter, scale)
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_CUBIC)
+    resized = resample(image, (nh, nw), resize_filter)
     # int() truncates toward zero as in the original, also for the negative offsets of an image
     # larger than the canvas.
     dx = int(_rand(rng, 0, w - nw))
@@ -199,6 +202,7 @@ def mosaic(
     cut: tuple[float, float] = (0.3, 0.7),
     flip: float = 0.5,
     min_size: float = 1,
+    resize_filter: str = DEFAULT_RESIZE_FILTER,
 ) -> Item:
     """Combines four images around a random centre, as the original `get_random_data_with_Mosaic`.
 
@@ -214,6 +218,7 @@ def mosaic(
         items: four `(image uint8 (h, w, 3), boxes (K, 4), classes (K,))`.
         size: `(height, width)` of the canvas.
         rng: the randomness.
+        resize_filter: `"opencv"` or `"pillow"` (the original's); see `attnyolo.data.images`.
 
     Returns:
         `(image uint8 (height, width, 3), boxes (K', 4) float32, classes (K',))`.
@@ -236,7 +241,7 @@ def mosaic(
         image, boxes = hflip(image, boxes, rng, flip)
         ih, iw = image.shape[:2]
         nh, nw = _jittered_size((ih, iw), size, rng, jitter, scale)
-        resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_CUBIC)
+        resized = resample(image, (nh, nw), resize_filter)
         # Anchor the image's corner that faces the centre on the centre.
         dx = cutx - nw if left else cutx
         dy = cuty - nh if top else cuty
@@ -275,7 +280,10 @@ def mixup(a: Item, b: Item) -> Item:
 
 
 def letterbox_sample(
-    image: np.ndarray, boxes: np.ndarray, size: tuple[int, int]
+    image: np.ndarray,
+    boxes: np.ndarray,
+    size: tuple[int, int],
+    resize_filter: str = DEFAULT_RESIZE_FILTER,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The validation transform: `letterbox` (resize keeping the aspect ratio, centred on grey)
     with the boxes scaled and shifted alike.
@@ -283,5 +291,5 @@ def letterbox_sample(
     Returns:
         The uint8 canvas `(height, width, 3)` and the boxes in its pixels (not clipped).
     """
-    canvas, (sx, sy, px, py) = letterbox(image, size)
+    canvas, (sx, sy, px, py) = letterbox(image, size, resize_filter=resize_filter)
     return canvas, _scale_boxes(boxes, sx, sy, px, py)

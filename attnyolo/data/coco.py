@@ -27,6 +27,8 @@ def read_coco(
     annotation_json: str | os.PathLike,
     image_dir: str | os.PathLike | None = None,
     class_names: ClassNames = None,
+    *,
+    require_images: bool = True,
 ) -> Dataset:
     """Reads a COCO instances file.
 
@@ -46,6 +48,10 @@ def read_coco(
             matched to categories by name; annotations of other categories are skipped. When the
             names do not all match but are as many as the categories, they are taken in
             category-id order instead (Darknet's `coco.names` says "motorbike" for "motorcycle").
+        require_images: False to keep the images that are not on disk (and to need no image
+            folder), for evaluating given detections: the metric needs only the annotations,
+            and the image sizes the JSON states (an image without a stated size then has none,
+            and its boxes are not clipped).
 
     Returns:
         A `Dataset` whose `source` is the JSON's path; image ids are the COCO image ids (int).
@@ -57,11 +63,11 @@ def read_coco(
     path = Path(annotation_json)
     data = load_coco_json(path)
     folder = Path(image_dir) if image_dir is not None else default_image_dir(path)
-    if not folder.is_dir():
+    if require_images and not folder.is_dir():
         raise FileNotFoundError(f"{path}: image folder not found: {folder}")
     report = Report(str(path))
     names, category_index = _category_mapping(data["categories"], class_names, path, report)
-    on_disk = set(os.listdir(folder))
+    on_disk = set(os.listdir(folder)) if folder.is_dir() else set()
 
     by_image = defaultdict(list)
     for annotation in data["annotations"]:
@@ -86,11 +92,11 @@ def read_coco(
         image = folder / file_name
         # One listing of the folder answers for plain file names; nested ones need a stat.
         exists = file_name in on_disk if "/" not in file_name else image.is_file()
-        if not exists:
+        if not exists and require_images:
             report.warn(image, "missing image", f"image {image_id} not found in {folder}; skipped")
             continue
         size = _entry_size(entry)
-        if size is None:
+        if size is None and exists:
             try:
                 size = image_size(image)
             except OSError as e:

@@ -8,6 +8,7 @@ Every reader is a pure function from a location (plus split and class names) to 
     read_yolo(root_or_yaml, split, class_names)   YOLO txt labels (yolo.py)
     read_annotation_lines(path, class_names)      the original scripts' 2007_train.txt (lines.py)
     read_data_yaml(path, split, class_names)      our data YAML (below)
+    read_map_out(folder, split, class_names)      the original get_map's map_out (map_out.py)
 
 Bad samples never stop a read: a missing or unreadable image, an unreadable annotation, a box
 of an unknown class, a box outside its image (clipped), a box with no area or inverted corners
@@ -29,6 +30,9 @@ image folder, or a data set left empty.
   public);
 - a YOLO data YAML (`names` and split keys) or a YOLO root (`images/` and `labels/`);
 - an annotation-lines `.txt` (class names needed);
+- the original scripts' `map_out` folder (`ground-truth/` + `detection-results/`) or its
+  `ground-truth/` folder: ground truth only, with no images, so only with `require_images=False`
+  (evaluating given detections);
 - our data YAML, which says its format:
 
       format: voc                  # voc | coco | yolo | lines
@@ -61,6 +65,7 @@ from attnyolo.data._common import (
 )
 from attnyolo.data.coco import coco_category_ids, coco_split_file, read_coco
 from attnyolo.data.lines import read_annotation_lines, write_annotation_lines
+from attnyolo.data.map_out import is_map_out, read_map_out
 from attnyolo.data.records import Dataset, Record
 from attnyolo.data.voc import is_voc_root, read_voc
 from attnyolo.data.yolo import is_yolo_root, is_yolo_yaml, read_yolo
@@ -75,6 +80,7 @@ __all__ = [
     "read_class_names",
     "read_coco",
     "read_data_yaml",
+    "read_map_out",
     "read_voc",
     "read_yolo",
     "write_annotation_lines",
@@ -85,18 +91,28 @@ DataSpec = str | os.PathLike | Sequence[str | os.PathLike]
 _ACCEPTED = (
     "a VOC root (Annotations/ + ImageSets/Main/) or a VOCdevkit folder, comma-joined VOC roots, "
     "a COCO instances .json or a COCO root (annotations/instances_<split>2017.json), a YOLO data "
-    "YAML (names + train/val) or a YOLO root (images/ + labels/), an annotation-lines .txt, or an "
-    "attnyolo data YAML (with a format: key)"
+    "YAML (names + train/val) or a YOLO root (images/ + labels/), an annotation-lines .txt, an "
+    "attnyolo data YAML (with a format: key), or the original's map_out folder (ground-truth/)"
 )
 
 
-def load_dataset(spec: DataSpec, split: str = "train", class_names: ClassNames = None) -> Dataset:
+def load_dataset(
+    spec: DataSpec,
+    split: str = "train",
+    class_names: ClassNames = None,
+    *,
+    require_images: bool = True,
+) -> Dataset:
     """Reads a data set named in any of the forms in this module's docstring.
 
     Args:
         spec: the location: a folder, a file, comma-joined VOC roots or a list of VOC roots.
         split: "train", "val", "trainval" or "test" (ignored for a COCO JSON and lines file).
         class_names: a list of names or a names file; None for the names the data gives.
+        require_images: False for evaluating given detections, which needs only what the metric
+            needs: a COCO JSON then keeps the images that are not on disk (sizes from the JSON,
+            as pycocotools needs no image either), and a map_out folder is accepted. The other
+            forms read their images' sizes and still need them.
 
     Raises:
         FileNotFoundError: the location, or a file it names, does not exist.
@@ -112,14 +128,19 @@ def load_dataset(spec: DataSpec, split: str = "train", class_names: ClassNames =
         raise FileNotFoundError(f"data set not found: {path}")
     for accepts, read in _FORMS:
         if accepts(path):
-            return read(path, split, class_names)
+            return read(path, split, class_names, require_images)
     raise ValueError(f"{path}: not a data set form that load_dataset knows; accepted: {_ACCEPTED}")
 
 
 def read_data_yaml(
-    path: str | os.PathLike, split: str = "train", class_names: ClassNames = None
+    path: str | os.PathLike,
+    split: str = "train",
+    class_names: ClassNames = None,
+    *,
+    require_images: bool = True,
 ) -> Dataset:
-    """Reads one split of our data YAML (format in this module's docstring)."""
+    """Reads one split of our data YAML (format in this module's docstring; `require_images`
+    as in `load_dataset`)."""
     path = Path(path)
     config = load_yaml(path)
     read = _YAML_FORMATS.get(config.get("format"))
@@ -127,7 +148,7 @@ def read_data_yaml(
         raise ValueError(
             f"{path}: format must be one of {sorted(_YAML_FORMATS)}, got {config.get('format')!r}"
         )
-    return read(path, config, split, class_names)
+    return read(path, config, split, class_names, require_images)
 
 
 def _split_entry(path: Path, config: dict, split: str) -> object:
@@ -144,7 +165,9 @@ def _names(config: dict, base: Path, class_names: ClassNames) -> ClassNames:
     return resolve_path(base, names) if isinstance(names, str) else names
 
 
-def _voc_yaml(path: Path, config: dict, split: str, class_names: ClassNames) -> Dataset:
+def _voc_yaml(
+    path: Path, config: dict, split: str, class_names: ClassNames, require_images: bool
+) -> Dataset:
     entry, base = _split_entry(path, config, split), yaml_base(path, config)
     if isinstance(entry, dict):
         entry, split = entry.get("root"), str(entry.get("split", split))
@@ -153,16 +176,25 @@ def _voc_yaml(path: Path, config: dict, split: str, class_names: ClassNames) -> 
     return read_voc(roots, split, _names(config, base, class_names))
 
 
-def _coco_yaml(path: Path, config: dict, split: str, class_names: ClassNames) -> Dataset:
+def _coco_yaml(
+    path: Path, config: dict, split: str, class_names: ClassNames, require_images: bool
+) -> Dataset:
     entry, base = _split_entry(path, config, split), yaml_base(path, config)
     images = None
     if isinstance(entry, dict):
         entry, images = entry.get("annotations"), entry.get("images")
     images = resolve_path(base, images) if images else None
-    return read_coco(resolve_path(base, entry), images, _names(config, base, class_names))
+    return read_coco(
+        resolve_path(base, entry),
+        images,
+        _names(config, base, class_names),
+        require_images=require_images,
+    )
 
 
-def _lines_yaml(path: Path, config: dict, split: str, class_names: ClassNames) -> Dataset:
+def _lines_yaml(
+    path: Path, config: dict, split: str, class_names: ClassNames, require_images: bool
+) -> Dataset:
     entry, base = _split_entry(path, config, split), yaml_base(path, config)
     names = _names(config, base, class_names)
     files = entry if isinstance(entry, list) else [entry]
@@ -171,12 +203,14 @@ def _lines_yaml(path: Path, config: dict, split: str, class_names: ClassNames) -
     return Dataset(records, parts[0].class_names, ",".join(part.source for part in parts))
 
 
-def _yolo_yaml(path: Path, config: dict, split: str, class_names: ClassNames) -> Dataset:
+def _yolo_yaml(
+    path: Path, config: dict, split: str, class_names: ClassNames, require_images: bool
+) -> Dataset:
     # With format: yolo the file is an Ultralytics data YAML, which read_yolo reads whole.
     return read_yolo(path, split, class_names)
 
 
-_YAML_FORMATS: dict[str, Callable[[Path, dict, str, ClassNames], Dataset]] = {
+_YAML_FORMATS: dict[str, Callable[[Path, dict, str, ClassNames, bool], Dataset]] = {
     "voc": _voc_yaml,
     "coco": _coco_yaml,
     "yolo": _yolo_yaml,
@@ -185,10 +219,12 @@ _YAML_FORMATS: dict[str, Callable[[Path, dict, str, ClassNames], Dataset]] = {
 _NOT_SPLITS = ("format", "path", "names", "nc", "download")
 
 
-def _read_yaml_file(path: Path, split: str, class_names: ClassNames) -> Dataset:
+def _read_yaml_file(
+    path: Path, split: str, class_names: ClassNames, require_images: bool
+) -> Dataset:
     config = load_yaml(path)
     if "format" in config:
-        return read_data_yaml(path, split, class_names)
+        return read_data_yaml(path, split, class_names, require_images=require_images)
     if is_yolo_yaml(config):
         return read_yolo(path, split, class_names)
     raise ValueError(
@@ -205,23 +241,49 @@ def _has_suffix(*suffixes: str) -> Callable[[Path], bool]:
     return lambda path: path.is_file() and path.suffix.lower() in suffixes
 
 
-def _read_coco_root(path: Path, split: str, class_names: ClassNames) -> Dataset:
-    return read_coco(coco_split_file(path, split), class_names=class_names)
+def _read_coco_root(
+    path: Path, split: str, class_names: ClassNames, require_images: bool
+) -> Dataset:
+    return read_coco(
+        coco_split_file(path, split), class_names=class_names, require_images=require_images
+    )
 
 
-def _read_coco_json(path: Path, split: str, class_names: ClassNames) -> Dataset:
-    return read_coco(path, class_names=class_names)  # one JSON is one split
+def _read_coco_json(
+    path: Path, split: str, class_names: ClassNames, require_images: bool
+) -> Dataset:
+    # One JSON is one split.
+    return read_coco(path, class_names=class_names, require_images=require_images)
 
 
-def _read_lines(path: Path, split: str, class_names: ClassNames) -> Dataset:
+def _read_lines(path: Path, split: str, class_names: ClassNames, require_images: bool) -> Dataset:
     return read_annotation_lines(path, class_names)  # one file is one split
 
 
-# How load_dataset tells the forms apart, tried in order: (accepts(path), read(path, split, names)).
-_FORMS: list[tuple[Callable[[Path], bool], Callable[[Path, str, ClassNames], Dataset]]] = [
-    (is_voc_root, read_voc),
+def _read_voc(path: Path, split: str, class_names: ClassNames, require_images: bool) -> Dataset:
+    return read_voc(path, split, class_names)
+
+
+def _read_yolo(path: Path, split: str, class_names: ClassNames, require_images: bool) -> Dataset:
+    return read_yolo(path, split, class_names)
+
+
+def _read_map_out(path: Path, split: str, class_names: ClassNames, require_images: bool) -> Dataset:
+    if require_images:
+        raise ValueError(
+            f"{path}: a map_out folder holds ground truth but no images; evaluate the detections "
+            "beside it (attnyolo evaluate --data MAP_OUT), or give a model the original data set"
+        )
+    return read_map_out(path, split, class_names)
+
+
+# How load_dataset tells the forms apart, tried in order:
+# (accepts(path), read(path, split, names, require_images)).
+_FORMS: list[tuple[Callable[[Path], bool], Callable[[Path, str, ClassNames, bool], Dataset]]] = [
+    (is_voc_root, _read_voc),
     (_is_coco_root, _read_coco_root),
-    (is_yolo_root, read_yolo),
+    (is_yolo_root, _read_yolo),
+    (is_map_out, _read_map_out),
     (_has_suffix(".json"), _read_coco_json),
     (_has_suffix(".yaml", ".yml"), _read_yaml_file),
     (_has_suffix(".txt"), _read_lines),

@@ -27,7 +27,12 @@ from attnyolo.data.augment import (
     mosaic,
     random_resize,
 )
-from attnyolo.data.images import ImageError, load_image
+from attnyolo.data.images import (
+    DEFAULT_RESIZE_FILTER,
+    ImageError,
+    check_resize_filter,
+    load_image,
+)
 from attnyolo.data.records import Dataset
 
 __all__ = ["DetectionSequence", "Sample", "loader_throughput"]
@@ -89,6 +94,9 @@ class DetectionSequence(keras.utils.PyDataset):
         scale: the range of a single (non-mosaic) sample's random scale, as a fraction of the
             input size: the original's (0.25, 2.0).
         hsv: the hue, saturation and value jitter: the original's (0.1, 0.7, 0.4).
+        resize_filter: the bicubic resize of every sample, training and validation: `"opencv"`
+            or `"pillow"` (the original's, about half the loader's throughput on voc20); see
+            `attnyolo.data.images` and `bench/bench_resize.py`.
         max_boxes: boxes per image in a batch; further boxes are dropped with a warning.
         workers, use_multiprocessing, max_queue_size: `keras.utils.PyDataset`'s parallel loading.
         shuffle: reshuffle the training order every epoch (ignored when `train=False`).
@@ -124,6 +132,7 @@ class DetectionSequence(keras.utils.PyDataset):
         seed: int = 0,
         scale: tuple[float, float] = (0.25, 2.0),
         hsv: tuple[float, float, float] = (0.1, 0.7, 0.4),
+        resize_filter: str = DEFAULT_RESIZE_FILTER,
         max_boxes: int = 100,
         workers: int = 1,
         use_multiprocessing: bool = False,
@@ -166,6 +175,7 @@ class DetectionSequence(keras.utils.PyDataset):
         if len(hsv) != 3 or min(hsv) < 0:
             raise ValueError(f"hsv is (hue, saturation, value) jitter >= 0, got {hsv}")
         self.hsv = tuple(float(v) for v in hsv)
+        self.resize_filter = check_resize_filter(resize_filter)
         self.max_boxes = int(max_boxes)
         self.shuffle = shuffle
         self.epoch = 0
@@ -251,7 +261,7 @@ class DetectionSequence(keras.utils.PyDataset):
         record = int(self.order(epoch)[position])
         if not self.train:
             source, image, boxes, classes = self._read(record)
-            image, boxes = letterbox_sample(image, boxes, self.input_size)
+            image, boxes = letterbox_sample(image, boxes, self.input_size, self.resize_filter)
             boxes, classes = clip_and_filter(boxes, classes, self.input_size)
             return Sample(image, boxes, classes, sources=(source,))
 
@@ -269,7 +279,9 @@ class DetectionSequence(keras.utils.PyDataset):
         n = len(self.dataset)
         picks = np.append(rng.choice(n, 3, replace=n < 3), record)[rng.permutation(4)]
         reads = [self._read(int(k)) for k in picks]
-        image, boxes, classes = mosaic([r[1:] for r in reads], self.input_size, rng)
+        image, boxes, classes = mosaic(
+            [r[1:] for r in reads], self.input_size, rng, resize_filter=self.resize_filter
+        )
         image = hsv_jitter(image, rng, *self.hsv)
         sources = tuple(r[0] for r in reads)
         use_mixup = u_mixup < self.mixup
@@ -285,7 +297,9 @@ class DetectionSequence(keras.utils.PyDataset):
     ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """The original `get_random_data`: resize and place, flip, HSV jitter, clip."""
         source, image, boxes, classes = self._read(record)
-        image, boxes = random_resize(image, boxes, self.input_size, rng, scale=self.scale)
+        image, boxes = random_resize(
+            image, boxes, self.input_size, rng, scale=self.scale, resize_filter=self.resize_filter
+        )
         image, boxes = hflip(image, boxes, rng)
         image = hsv_jitter(image, rng, *self.hsv)
         boxes, classes = clip_and_filter(boxes, classes, self.input_size)

@@ -2,7 +2,9 @@
 
 Reading is strict: a detection for an unknown image or class, a malformed line or entry, a box with
 x2 < x1 or a non-finite value is an error that names the file and the line (or JSON entry),
-because evaluating silently without it would give a wrong figure.
+because evaluating silently without it would give a wrong figure. Values are kept in float64 as
+parsed: the original `get_map` compares the text's values, and a float32 round trip would move
+tied scores and IoUs that sit at the threshold.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnyolo.data.map_out import parse_detection_line, text_files, text_lines
 from attnyolo.data.records import Dataset
 from attnyolo.models.decoder import Detections
 from attnyolo.utils import atomic_write
@@ -31,8 +34,8 @@ def _empty() -> dict[str, list]:
 def _finish(collected: list[dict[str, list]]) -> list[Detections]:
     return [
         Detections(
-            np.asarray(c["boxes"], np.float32).reshape(-1, 4),
-            np.asarray(c["scores"], np.float32),
+            np.asarray(c["boxes"], np.float64).reshape(-1, 4),
+            np.asarray(c["scores"], np.float64),
             np.asarray(c["classes"], np.int64),
         )
         for c in collected
@@ -104,9 +107,10 @@ def read_coco_results(
 def read_text_detections(folder: str | os.PathLike, dataset: Dataset) -> list[Detections]:
     """The original scripts' `detection-results/<image id>.txt`: one line per detection,
     `class_name score x1 y1 x2 y2` (a class name may contain spaces). An image without a file
-    has no detections."""
+    has no detections (`images_without_text_detections` lists them). Within an image, the lines
+    keep their order, which breaks score ties as the original's stable sort does."""
     folder = Path(folder)
-    files = sorted(folder.glob("*.txt"))
+    files = text_files(folder)
     if not files:
         raise DetectionFileError(f"{folder}: no .txt detection files")
     images = _image_index(dataset)
@@ -116,29 +120,28 @@ def read_text_detections(folder: str | os.PathLike, dataset: Dataset) -> list[De
         if file.stem not in images:
             raise DetectionFileError(f"{file}: no image {file.stem!r} in the data")
         target = collected[images[file.stem]]
-        for lineno, line in enumerate(file.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
+        for lineno, line in text_lines(file):
             where = f"{file}:{lineno}"
-            parts = line.split()
             try:
-                name = " ".join(parts[:-5])
-                score, *box = (float(v) for v in parts[-5:])
-            except ValueError:
-                raise DetectionFileError(
-                    f"{where}: expected 'class score x1 y1 x2 y2', got {line!r}"
-                ) from None
-            if not name or len(box) != 4:
-                raise DetectionFileError(
-                    f"{where}: expected 'class score x1 y1 x2 y2', got {line!r}"
-                )
+                name, score, box = parse_detection_line(line, where)
+            except ValueError as e:
+                raise DetectionFileError(str(e)) from None
             if name not in classes:
                 raise DetectionFileError(f"{where}: unknown class {name!r}")
-            _check_box(box, score, where)
             target["boxes"].append(box)
             target["scores"].append(score)
             target["classes"].append(classes[name])
     return _finish(collected)
+
+
+def images_without_text_detections(folder: str | os.PathLike, dataset: Dataset) -> list[str]:
+    """Image ids of the records that have no `<id>.txt` in a detection-results folder."""
+    stems = {file.stem for file in text_files(Path(folder))}
+    return [
+        str(record.image_id)
+        for record in dataset.records
+        if not stems & {str(record.image_id), record.image.stem, record.image.name}
+    ]
 
 
 def read_detections(

@@ -4,6 +4,9 @@ This is the one evaluator: training calls `evaluate_model` with the same default
 in-training mAP and a later `attnyolo evaluate` of the same checkpoint and split agree.
 The defaults are the original `get_map.py`'s: confidence 0.001, NMS IoU 0.5, 100 boxes per class,
 plain resize, VOC AP at IoU 0.5 with all-point interpolation, P/R/F1 at score 0.5.
+
+`protocol="original"` reads the VOC figures as the original's `get_map` does, to the number (see
+`attnyolo.metrics.voc`); every report says which protocol it was computed under.
 """
 
 from __future__ import annotations
@@ -150,11 +153,16 @@ def evaluate(
     iou_threshold: float = 0.5,
     use_07_metric: bool = False,
     score_threshold: float = 0.5,
+    protocol: str = "voc",
     coco: bool = True,
     coco_engine: str = "auto",
     settings: dict | None = None,
 ) -> Evaluation:
-    """VOC and COCO figures of `detections` (aligned with `dataset.records`; None = skipped)."""
+    """VOC and COCO figures of `detections` (aligned with `dataset.records`; None = skipped).
+
+    `protocol` is "voc" or "original" (the original scripts' `get_map`, whose IoU adds 1 to the
+    boxes' sizes: give it boxes as the original's text files hold them, e.g. a map_out folder).
+    """
     if len(detections) != len(dataset.records):
         raise ValueError(f"{len(detections)} detection sets for {len(dataset.records)} images")
     kept = [i for i, d in enumerate(detections) if d is not None]
@@ -169,6 +177,7 @@ def evaluate(
         iou_threshold=iou_threshold,
         use_07_metric=use_07_metric,
         score_threshold=score_threshold,
+        protocol=protocol,
     )
     coco_result = None
     if coco:
@@ -202,6 +211,8 @@ def evaluate(
         ],
         "settings": {
             **(settings or {}),
+            "protocol": protocol,
+            "pixel_offset": voc.pixel_offset,
             "iou_threshold": iou_threshold,
             "ap_interpolation": "11-point (VOC2007)" if use_07_metric else "all-point",
             "score_threshold": score_threshold,
@@ -236,9 +247,11 @@ def evaluate_model(
     letterbox: bool = DETECTION_DEFAULTS["letterbox"],
     batch_size: int = 8,
     progress: bool = True,
+    protocol: str = "voc",
     **evaluate_options,
 ) -> Evaluation:
-    """Detection over `dataset` with the original get_map.py's settings, then `evaluate`."""
+    """Detection over `dataset` with the original get_map.py's settings, then `evaluate` under
+    `protocol` ("voc" or "original")."""
     detection = {
         "confidence": confidence,
         "nms_iou": nms_iou,
@@ -247,7 +260,7 @@ def evaluate_model(
     }
     detections = detect(model, dataset, batch_size=batch_size, progress=progress, **detection)
     settings = {**detection, "input_size": list(model.input_size)}
-    return evaluate(dataset, detections, settings=settings, **evaluate_options)
+    return evaluate(dataset, detections, settings=settings, protocol=protocol, **evaluate_options)
 
 
 def _pct(value) -> str:
@@ -276,7 +289,8 @@ def format_table(report: dict) -> str:
     voc = report["voc"]
     lines.append("-" * len(lines[1]))
     lines.append(
-        f"VOC mAP@{settings['iou_threshold']:g} ({settings['ap_interpolation']}): "
+        f"VOC mAP@{settings['iou_threshold']:g} ({settings['ap_interpolation']}), "
+        f"protocol {settings['protocol']}: "
         f"{_pct(voc['map']).strip()}%   P/R/F1 at score {settings['score_threshold']:g}: "
         f"{_pct(voc['mean_precision']).strip()} / {_pct(voc['mean_recall']).strip()} / "
         f"{_pct(voc['mean_f1']).strip()}   LAMR {_pct(voc['mean_lamr']).strip()}"
@@ -312,9 +326,10 @@ def _markdown(report: dict) -> str:
         lines.append(f"- model: `{report['model']}`")
     lines += [f"- {k}: `{v}`" for k, v in report["settings"].items()]
     lines += [f"- images: {report['images']}, skipped: {len(report['skipped_images'])}", ""]
-    voc = report["voc"]
+    voc, settings = report["voc"], report["settings"]
     lines += [
-        f"**VOC mAP@{report['settings']['iou_threshold']:g}: {_pct(voc['map']).strip()}%**",
+        f"**VOC mAP@{settings['iou_threshold']:g} (protocol {settings['protocol']}): "
+        f"{_pct(voc['map']).strip()}%**",
         "",
     ]
     if coco:
@@ -399,6 +414,7 @@ def evaluate_files(
     plots: bool = True,
     map_out: bool = False,
     detection_options: dict | None = None,
+    protocol: str = "voc",
     **evaluate_options,
 ) -> Evaluation:
     """What `attnyolo evaluate` does: a model file over a data split, or given detections against
@@ -406,32 +422,58 @@ def evaluate_files(
 
     Args:
         data: any data set form `load_dataset` accepts (VOC root, COCO JSON, YOLO data YAML,
-            annotation lines, attnyolo data YAML).
+            annotation lines, attnyolo data YAML, and without a model the original's map_out
+            folder). Without a model the images need not be present where the annotations
+            state all the metric needs (a COCO JSON, a map_out folder).
         model: a `.keras` detector; its class names define the class ids.
         detections: instead of a model, a COCO results JSON or a folder of the original's
-            `detection-results/*.txt` files.
+            `detection-results/*.txt` files; for a map_out `data` without a model, by default
+            its `detection-results/` folder. An image without a text file has no detections
+            (a printed note lists them; the original `get_map` stops there instead).
         split: the split to evaluate.
         class_names: class names (or a names file) for the data when no model gives them.
         detection_options: `detect` options (confidence, nms_iou, ...).
-        **evaluate_options: `evaluate` options (iou_threshold, use_07_metric, ...).
+        protocol: "voc", or "original" for the original scripts' `get_map` to the number.
+        **evaluate_options: `evaluate` options (iou_threshold, use_07_metric, protocol, ...).
     """
     from attnyolo.data.datasets import load_dataset
-    from attnyolo.engine.detection_files import read_detections
+    from attnyolo.data.map_out import is_map_out, map_out_folders
+    from attnyolo.engine.detection_files import images_without_text_detections, read_detections
     from attnyolo.models.saving import load_detector
 
+    if model is None and detections is None and is_map_out(Path(data)):
+        detections = map_out_folders(data)[1]
+        if not detections.is_dir():
+            raise FileNotFoundError(f"{data}: no detection-results/ folder beside ground-truth/")
     if (model is None) == (detections is None):
         raise ValueError("Give either a model or --detections (not both)")
     detector = load_detector(model) if model is not None else None
     names = detector.class_names if detector is not None else class_names
-    dataset = load_dataset(data, split=split, class_names=names)
+    # Given detections need only what the metric needs, not the images.
+    dataset = load_dataset(
+        data, split=split, class_names=names, require_images=detector is not None
+    )
+    if detections is not None and Path(detections).is_dir():
+        missing = images_without_text_detections(detections, dataset)
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            print(
+                f"note: {len(missing)} of {len(dataset.records)} images have no detections file "
+                f"in {detections} and count as images without detections ({shown}); the "
+                "original get_map stops at such an image instead"
+            )
     if detector is not None:
         evaluation = evaluate_model(
-            detector, dataset, **(detection_options or {}), **evaluate_options
+            detector, dataset, **(detection_options or {}), protocol=protocol, **evaluate_options
         )
     else:
         found = read_detections(detections, dataset, _category_ids(dataset))
         evaluation = evaluate(
-            dataset, found, settings={"detections": str(detections)}, **evaluate_options
+            dataset,
+            found,
+            settings={"detections": str(detections)},
+            protocol=protocol,
+            **evaluate_options,
         )
     evaluation.report.update({"split": split, "model": None if model is None else str(model)})
     write_report(evaluation, dataset, output_dir, plots=plots, map_out=map_out)

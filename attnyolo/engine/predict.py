@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from attnyolo.data.images import ImageError, letterbox, load_image, resize
+from attnyolo.data.images import (
+    DEFAULT_RESIZE_FILTER,
+    ImageError,
+    check_resize_filter,
+    letterbox,
+    load_image,
+    resize,
+)
 from attnyolo.engine.visualize import draw_detections
 from attnyolo.models.decoder import Detections, YoloDecoder
 from attnyolo.models.saving import load_detector
@@ -27,6 +34,8 @@ class Predictor:
             the original scripts' prediction settings.
         letterbox: keep the aspect ratio and pad with grey (True) or stretch (False, the
             original's default).
+        resize_filter: the bicubic resize, `"opencv"` or `"pillow"` (the original's); best the
+            one the model was trained with. See `attnyolo.data.images`.
         batch_size: images per forward pass.
     """
 
@@ -39,9 +48,11 @@ class Predictor:
         max_per_class: int = 100,
         max_detections: int | None = None,
         batch_size: int = 8,
+        resize_filter: str = DEFAULT_RESIZE_FILTER,
     ):
         self.model = model
         self.letterbox = letterbox
+        self.resize_filter = check_resize_filter(resize_filter)
         self.batch_size = batch_size
         self.decoder = YoloDecoder.from_model(
             model,
@@ -52,7 +63,8 @@ class Predictor:
         )
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        sized, transform = (letterbox if self.letterbox else resize)(image, self.model.input_size)
+        sizer = letterbox if self.letterbox else resize
+        sized, transform = sizer(image, self.model.input_size, resize_filter=self.resize_filter)
         return sized.astype(np.float32) / 255.0, transform
 
     def forward(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -109,6 +121,7 @@ def predict_images(
             "confidence": predictor.decoder.confidence,
             "nms_iou": predictor.decoder.nms_iou,
             "letterbox": predictor.letterbox,
+            "resize_filter": predictor.resize_filter,
             "input_size": list(model.input_size),
         },
         "images": [],

@@ -54,12 +54,12 @@ def format_table(rows: list[dict]) -> str:
     size = "x".join(map(str, head["input_size"]))
     lines = [
         f"YOLOv4-tiny at {size}, {head['classes']} classes",
-        f"{'attention':<10}{'params':>12}{'added':>10}{'trainable':>12}"
+        f"{'attention':<12}{'params':>12}{'added':>10}{'trainable':>12}"
         f"{'GFLOPs':>9}{'added MFLOPs':>14}",
     ]
     for r in rows:
         lines.append(
-            f"{r['attention']:<10}{r['params']:>12,}{r['added_params']:>10,}"
+            f"{r['attention']:<12}{r['params']:>12,}{r['added_params']:>10,}"
             f"{r['trainable_params']:>12,}{r['flops'] / 1e9:>9.2f}{r['added_flops'] / 1e6:>14.2f}"
         )
     lines.append("params count BN moving statistics, as Darknet does; FLOPs = 2 x multiply-adds.")

@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from attnyolo.data.datasets import load_dataset
+from attnyolo.data.images import check_resize_filter
 from attnyolo.data.pipeline import DetectionSequence
 from attnyolo.engine.distribute import distribution_scope, resolve_strategy
 from attnyolo.engine.evaluate import evaluate_model
@@ -88,6 +89,7 @@ def _check_config(config: dict[str, Any]) -> None:
     attention_spec_name(config["attention"])  # an unknown name fails here, listing the valid
     resolve_strategy(config["distribute"])  # an unknown name, or one for another backend
     normalize_input_size(config["input_size"])
+    check_resize_filter(config["resize_filter"])
     classes = config["classes"]
     if isinstance(classes, str) and not Path(classes).is_file():
         raise ValueError(f"{classes}: no such class-names file")
@@ -100,6 +102,19 @@ def _check_config(config: dict[str, Any]) -> None:
         raise ValueError(
             f"bn_recalibration is a number of batches >= 0, got {config['bn_recalibration']!r}"
         )
+    if config["weight_decay_type"] not in (None, *WEIGHT_DECAY_TYPES):
+        raise ValueError(
+            f"weight_decay_type must be l2, decoupled or null, got {config['weight_decay_type']!r}"
+        )
+    if config["freeze_train"] and not config["weights"] and not config["freeze_from_scratch"]:
+        raise ValueError(
+            "freeze_train with no weights would train the neck on a frozen, random backbone "
+            f"for {config['freeze_epoch']} epochs (the original says: never freeze when training "
+            "from scratch). Give pretrained --weights, set freeze_train false, or insist with "
+            "--freeze-from-scratch (freeze_from_scratch: true)."
+        )
+    if not isinstance(config["max_boxes"], int) or config["max_boxes"] < 1:
+        raise ValueError(f"max_boxes must be a positive integer, got {config['max_boxes']!r}")
     if not 0 <= config["init_epoch"] < config["epochs"]:
         raise ValueError(
             f"need 0 <= init_epoch < epochs, got {config['init_epoch']}, {config['epochs']}"
@@ -136,9 +151,47 @@ def lr_at(epoch: int, lr: float, min_lr: float, total: int, schedule: str = "cos
     return lr * decay ** (epoch // (total / steps))
 
 
+# What each optimizer gets when `weight_decay` / `weight_decay_type` are null: the original's
+# coupled L2 of 5e-4 with SGD; none with Adam (the original's advice: L2 misbehaves with Adam);
+# AdamW's own decoupled decay.
+WEIGHT_DECAY_DEFAULTS = {"sgd": ("l2", 5e-4), "adam": ("l2", 0.0), "adamw": ("decoupled", 1e-2)}
+WEIGHT_DECAY_TYPES = ("l2", "decoupled")
+
+
+def weight_decay_for(config: dict[str, Any]) -> tuple[str, float]:
+    """`(type, amount)` of the weight decay a config asks for, defaults resolved."""
+    kind, amount = WEIGHT_DECAY_DEFAULTS[config["optimizer"]]
+    if config["weight_decay_type"] is not None:
+        kind = config["weight_decay_type"]
+    if config["weight_decay"] is not None:
+        amount = float(config["weight_decay"])
+    return kind, amount
+
+
+def l2_kernels(model: keras.Model) -> list:
+    """The kernels the original's L2 covers: those of every Conv2D and Dense layer, attention
+    layers included. ECA's Conv1D is neither, there as here; biases and batch norm are not
+    decayed."""
+    layers = model._flatten_layers(include_self=False, recursive=True)
+    return [
+        layer.kernel
+        for layer in layers
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.Dense)
+    ]
+
+
+def apply_l2(model: keras.Model, amount: float) -> None:
+    """The original's coupled L2: `amount * sum(kernel ** 2)` of each `l2_kernels` kernel joins
+    the loss, so its gradient `2 * amount * kernel` passes through the optimizer (momentum,
+    Nesterov) like the loss' own. 0 removes it. Not stored in model files."""
+    regularizer = keras.regularizers.L2(amount) if amount else None
+    for kernel in l2_kernels(model):
+        kernel.regularizer = regularizer
+
+
 def _decay_exclusions(model: YOLOv4Tiny) -> list:
-    """Every trainable variable except convolution kernels outside attention layers: decay
-    applies to conv kernels only, as the original puts L2 on its DarknetConv2D kernels only."""
+    """Every trainable variable except convolution kernels outside attention layers: decoupled
+    decay applies to those conv kernels only."""
     keep = set()
     for layer in [*model.backbone.layers, *model.layers]:
         if isinstance(layer, keras.layers.Conv2D):
@@ -147,10 +200,11 @@ def _decay_exclusions(model: YOLOv4Tiny) -> list:
 
 
 def make_optimizer(config: dict[str, Any], model: YOLOv4Tiny, lr: float, steps_per_epoch: int):
+    """The optimizer of a phase; also puts the original's L2 on the model (or takes it off)."""
     name = config["optimizer"]
-    decay = config["weight_decay"]
-    if decay is None:
-        decay = {"sgd": 5e-4, "adam": 0.0, "adamw": 1e-2}[name]
+    kind, amount = weight_decay_for(config)
+    decoupled = amount if kind == "decoupled" else 0.0
+    apply_l2(model, amount if kind == "l2" else 0.0)
     ema = {}
     if config["ema"]:
         # The model's weights become the averages once per epoch, so that validation and
@@ -160,14 +214,14 @@ def make_optimizer(config: dict[str, Any], model: YOLOv4Tiny, lr: float, steps_p
             "ema_momentum": config["ema_momentum"],
             "ema_overwrite_frequency": steps_per_epoch,
         }
-    common = {"learning_rate": lr, "weight_decay": decay or None, **ema}
+    common = {"learning_rate": lr, "weight_decay": decoupled or None, **ema}
     if name == "sgd":
         optimizer = keras.optimizers.SGD(momentum=config["momentum"], nesterov=True, **common)
     elif name == "adam":
         optimizer = keras.optimizers.Adam(beta_1=config["momentum"], **common)
     else:
         optimizer = keras.optimizers.AdamW(beta_1=config["momentum"], **common)
-    if decay:
+    if decoupled:
         optimizer.exclude_from_weight_decay(var_list=_decay_exclusions(model))
     return optimizer
 
@@ -382,6 +436,7 @@ class RunCallback(keras.callbacks.Callback):
             self.model.input_size,
             self.config["batch_size"],
             train=False,
+            resize_filter=self.config["resize_filter"],
             max_boxes=self.config["max_boxes"],
         )
         recalibrate_batchnorm(self.model, (batches[i] for i in range(len(batches))))
@@ -501,8 +556,19 @@ def _train_phases(config, run, resume, train_set, val_set, strategy, verbose) ->
         report = load_initial_weights(model, config)
         if report is not None:
             print(report)
-        elif config["prior_bias_init"]:
-            init_head_priors(model)
+        else:
+            frozen = config["freeze_train"] and config["init_epoch"] < config["freeze_epoch"]
+            print(
+                "no weights: training from scratch, "
+                + (
+                    f"with the backbone frozen at its random values for epochs "
+                    f"{config['init_epoch'] + 1}-{config['freeze_epoch']} (freeze_from_scratch)"
+                    if frozen
+                    else "nothing frozen"
+                )
+            )
+            if config["prior_bias_init"]:
+                init_head_priors(model)
     model.set_loss(loss_for(config, model))
     _warn_if_too_few_steps(config, len(train_set))
 
@@ -534,6 +600,7 @@ def _train_phases(config, run, resume, train_set, val_set, strategy, verbose) ->
             seed=config["seed"],
             scale=tuple(config["scale"]),
             hsv=tuple(config["hsv"]),
+            resize_filter=config["resize_filter"],
             max_boxes=config["max_boxes"],
             workers=config["workers"],
         )
@@ -554,7 +621,12 @@ def _train_phases(config, run, resume, train_set, val_set, strategy, verbose) ->
         validation = None
         if val_set is not None and not config["eval_period"]:
             validation = DetectionSequence(
-                val_set, model.input_size, batch_size, train=False, max_boxes=config["max_boxes"]
+                val_set,
+                model.input_size,
+                batch_size,
+                train=False,
+                resize_filter=config["resize_filter"],
+                max_boxes=config["max_boxes"],
             )
         callbacks = [
             RunCallback(run, config, val_set, phase, config["epochs"], train_set),
@@ -571,7 +643,12 @@ def _train_phases(config, run, resume, train_set, val_set, strategy, verbose) ->
             )
         if _tensorboard_available():
             callbacks.append(keras.callbacks.TensorBoard(str(run / "tensorboard")))
-        print(f"{phase} phase: epochs {begin + 1}-{end}, batch {batch_size}, lr {lr:.2e}")
+        kind, amount = weight_decay_for(config)
+        decay = f"{kind} weight decay {amount:g}" if amount else "no weight decay"
+        print(
+            f"{phase} phase: epochs {begin + 1}-{end}, batch {batch_size}, "
+            f"{config['optimizer']} lr {lr:.2e}, {decay}"
+        )
         model.fit(
             sequence,
             epochs=end,

@@ -2,6 +2,7 @@
 
 from attnyolo.layers.cbam import CBAM, ChannelAttention, SpatialAttention
 from attnyolo.layers.coord import CoordinateAttention
+from attnyolo.layers.coord_original import CoordinateAttentionOriginal
 from attnyolo.layers.eca import ECA
 from attnyolo.layers.insert import insert_attention
 from attnyolo.layers.registry import (
@@ -17,6 +18,7 @@ __all__ = [
     "ECA",
     "ChannelAttention",
     "CoordinateAttention",
+    "CoordinateAttentionOriginal",
     "SpatialAttention",
     "SqueezeExcitation",
     "attention_names",

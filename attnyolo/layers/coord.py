@@ -15,6 +15,16 @@ from attnyolo.layers.utils import (
 )
 
 
+def apply_direction_gates(inputs, a_h, a_w, data_format: str):
+    """`inputs * a_h * a_w` with `(batch, H, C)` row gates broadcast along the width and
+    `(batch, W, C)` column gates along the height, in either data format."""
+    if data_format == "channels_last":
+        return inputs * ops.expand_dims(a_h, 2) * ops.expand_dims(a_w, 1)
+    a_h = ops.transpose(a_h, (0, 2, 1))  # (batch, C, H)
+    a_w = ops.transpose(a_w, (0, 2, 1))  # (batch, C, W)
+    return inputs * ops.expand_dims(a_h, 3) * ops.expand_dims(a_w, 2)
+
+
 @register_attention("ca")
 class CoordinateAttention(keras.layers.Layer):
     """Coordinate Attention: channel gates that vary along the height and along the width.
@@ -30,13 +40,15 @@ class CoordinateAttention(keras.layers.Layer):
        bias back to `C` channels;
     4. `y = x * a_h * a_w`, `a_h` broadcast along the width and `a_w` along the height.
 
-    The widely copied Keras port pools one direction with max and swaps the directions after the
-    split; it agrees with the paper only on square inputs. This layer is correct on non-square
-    inputs. The 1x1 convolutions act on `(batch, H + W, C)` descriptors and are written as `Dense`
-    layers over the channel axis (the same weights as a 1x1 `Conv2D`, reshaped), which also keeps
-    `"channels_first"` inputs off NCHW convolutions. Batch norm uses PyTorch's defaults: epsilon
-    1e-5 and momentum 0.1, which is Keras momentum 0.9. Kernels use Keras's default Glorot uniform
-    initialisation, not PyTorch's.
+    The widely copied Keras port (the yolov4-tiny-keras scripts' `ca_block`) differs on every
+    input: it max-pools over the height, has no biases, ReLU instead of h-swish, `C // 16`
+    channels and Keras's batch norm settings, and it puts the column statistics first but gives
+    the first `H` positions to the row gates. It is available as `"ca_original"`
+    (`CoordinateAttentionOriginal`). The 1x1 convolutions act on `(batch, H + W, C)` descriptors
+    and are written as `Dense` layers over the channel axis (the same weights as a 1x1 `Conv2D`,
+    reshaped), which also keeps `"channels_first"` inputs off NCHW convolutions. Batch norm uses
+    PyTorch's defaults: epsilon 1e-5 and momentum 0.1, which is Keras momentum 0.9. Kernels use
+    Keras's default Glorot uniform initialisation, not PyTorch's.
     Weights: `(C + 1) * mip + 4 * mip + 2 * (mip + 1) * C` including the batch norm moving
     statistics, e.g. 6696 for 256 channels.
 
@@ -106,11 +118,7 @@ class CoordinateAttention(keras.layers.Layer):
         y = y * ops.relu6(y + 3.0) / 6.0
         a_h = ops.sigmoid(self.conv_h(y[:, :height]))  # (batch, H, C)
         a_w = ops.sigmoid(self.conv_w(y[:, height:]))  # (batch, W, C)
-        if self.data_format == "channels_last":
-            return inputs * ops.expand_dims(a_h, 2) * ops.expand_dims(a_w, 1)
-        a_h = ops.transpose(a_h, (0, 2, 1))  # (batch, C, H)
-        a_w = ops.transpose(a_w, (0, 2, 1))  # (batch, C, W)
-        return inputs * ops.expand_dims(a_h, 3) * ops.expand_dims(a_w, 2)
+        return apply_direction_gates(inputs, a_h, a_w, self.data_format)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -89,6 +89,26 @@ def _outer_cells(rows, cols):
     return ops.expand_dims(rows, 3) * ops.expand_dims(cols, 2)
 
 
+def _original_cell(centre, size: int, grid: int):
+    """The original's cell index `floor(float32(c / size) * grid)` of integer centres `c` given
+    as `centre = c / size` (float32), clipped to the grid.
+
+    The original multiplies in float64, so the product is exact and a centre on a cell border
+    (`c = k * stride`) lands in cell `k - 1` whenever float32 rounded `k / grid` down. float32
+    arithmetic alone would round that product back to `k`; the exact rule is rebuilt in integers
+    (`c * grid // size`, a border where `c * grid % size == 0`) and a table of the borders that
+    float32 rounds down."""
+    c = ops.cast(ops.round(centre * size), "int32")  # the integer centre in pixels, exactly
+    scaled = c * grid
+    cell = ops.floor_divide(scaled, size)
+    border = ops.cast(ops.equal(ops.mod(scaled, size), 0), "float32")
+    k = np.arange(grid + 1)
+    down = (np.float32(k / grid).astype(np.float64) * grid < k).astype(np.float32)
+    index = ops.clip(cell, 0, grid)
+    cell = ops.cast(cell, "float32") - border * ops.take(ops.convert_to_tensor(down), index)
+    return ops.clip(cell, 0.0, grid - 1.0)
+
+
 class YoloLoss:
     """The YOLOv4-tiny loss of the original yolov4-tiny-keras scripts (CIoU + BCE), in keras.ops.
 
@@ -107,33 +127,40 @@ class YoloLoss:
 
     The total is the sum of the three over the heads; it is per batch, not scaled by batch size.
 
-    Assignment, `"original"`: each box goes to its best anchor among all of them by width/height
-    IoU (box and anchor sharing a centre; ties go to the lower anchor index, as `argmax`); on every
-    head whose mask holds that anchor, the cell holding the box centre (clipped to the grid) and
-    that anchor's slot become positive. A box whose best anchor is in no mask (anchor 0 of the
-    default masks) is positive nowhere: as in the original, it only makes nearby predictions
-    ignored. `"yolov5"`: on each head, every anchor with
+    Assignment, `"original"`, exactly the original's `preprocess_true_boxes` (checked against a
+    NumPy port of it on real data sets): the box centre is the original's integer
+    `floor((x1 + x2) / 2)`, `floor((y1 + y2) / 2)`, for the cell and for the regression target;
+    each box goes to the anchor, among those in some head's mask, with the best width/height IoU
+    (box and anchor sharing a centre), so a box whose best anchor overall is in no mask (anchor 0
+    of the default masks) moves to its best anchor that is; on every head whose mask holds that
+    anchor (anchor 3 sits on both default heads), the cell `floor(cx / W * grid_w)` holding the
+    centre becomes positive at that anchor's slot. The cell index is the original's float32
+    arithmetic: when the centre lies exactly on a cell border, float32 rounding of `cx / W` puts
+    it in the cell to the left (or above) for some borders, as there. Negatives are ignored by IoU
+    with the boxes that are targets of that head (the original's `y_true` boxes), not with every
+    box of the image. `"yolov5"`: on each head, every anchor with
     `max(w / aw, aw / w, h / ah, ah / h) < anchor_threshold` is positive in the centre cell and in
     the two neighbours nearer the centre (left if `frac(cx / stride) < 0.5`, else right; up or down
-    alike; inside the grid only). YOLOv5 decodes the centre as `2 sigmoid(t) - 0.5`, so this
-    assignment requires `xy_scale=2.0`, for the loss and for the model.
+    alike; inside the grid only); the centre is `(x1 + x2) / 2` and negatives are ignored by IoU
+    with every box of the image, as Darknet. YOLOv5 decodes the centre as `2 sigmoid(t) - 0.5`,
+    so this assignment requires `xy_scale=2.0`, for the loss and for the model.
 
-    When several boxes claim the same cell-anchor slot, the one later in the box list wins the
-    whole target (box and class), as the original's overwrite does for the box. This holds for
-    `"yolov5"` too, where YOLOv5 itself would keep every claim as a separate target.
+    When several boxes claim the same cell-anchor slot, the one later in the box list sets the box
+    target, as the original's overwrite. With `"original"` every claimant's class bit stays set
+    (the original writes `y_true[..., 5 + c] = 1` without clearing), before label smoothing; with
+    `"yolov5"` the later box's class alone is the target (YOLOv5 itself would keep every claim as a
+    separate target).
 
     Predictions are decoded as `attnyolo.models.YoloDecoder` does: `cx = (s sigmoid(tx) - (s - 1)
     / 2 + j) / gw`, `w = exp(tw) aw / input_width`, with `tw` clipped to at most 10 so that `exp`
     cannot overflow. Boxes are compared in coordinates normalised by the input width and height,
     as in the original.
 
-    Deviations from the original scripts, all deliberate: the box centre is
-    `(x1 + x2) / 2`, not the original's integer `(x1 + x2) // 2`; a duplicate slot takes the later
-    box's class only (the original's one-hot keeps the earlier class bit set as well); a centre on
-    the far edge goes to the last cell rather than past the grid; negatives are ignored by IoU with
-    every ground-truth box of the image (as Darknet), where the original uses only the boxes
-    assigned to that head; `alpha` in CIoU carries no gradient; the original's focal option
-    also multiplies the objectness loss by 10 (`focal_loss_ratio`), here left to `obj_weight`.
+    Deviations from the original scripts: a centre on the far edge goes to the last cell rather
+    than past the grid (the original's data loader never makes one); `alpha` in CIoU carries no
+    gradient (its value is the original's; YOLOv5 and the CIoU authors detach it too); the
+    original's focal option also multiplies the objectness loss by 10 (`focal_loss_ratio`), here
+    left to `obj_weight`.
 
     Args:
         anchors: `(width, height)` pairs in input pixels.
@@ -297,22 +324,90 @@ class YoloLoss:
     def __call__(self, boxes, classes, heads) -> tuple[Any, dict[str, Any]]:
         if len(heads) != len(self.anchor_masks):
             raise ValueError(f"Expected {len(self.anchor_masks)} heads, got {len(heads)}")
+        truth, wh, classes, valid = self._truth(boxes, classes)
+        parts = {"box": 0.0, "obj": 0.0, "cls": 0.0}
+        for layer, head in enumerate(heads):
+            for name, value in self._head_loss(layer, head, truth, wh, classes, valid).items():
+                parts[name] = parts[name] + value
+        return parts["box"] + parts["obj"] + parts["cls"], parts
+
+    def targets(self, boxes, classes) -> list[dict[str, Any]]:
+        """The training targets per head, as the original's `y_true`.
+
+        Args:
+            boxes, classes: as for the call.
+
+        Returns:
+            One dict per head: `positive` `(B, gh, gw, A)` 1 at positive slots; `box`
+            `(B, gh, gw, A, 4)` normalised centre x, centre y, width, height (meaningful at
+            positives); `classes` `(B, gh, gw, A, C)` the class target before label smoothing.
+        """
+        truth, wh, classes, valid = self._truth(boxes, classes)
+        height, width = self.input_size
+        out = []
+        for layer, mask in enumerate(self.anchor_masks):
+            stride = 32 // 2**layer  # the heads are stride 32, 16, ...
+            grid_h, grid_w = height // stride, width // stride
+            positive, box, cls, _ = self._head_targets(
+                layer, truth, wh, classes, valid, grid_h, grid_w
+            )
+            shape = (-1, grid_h, grid_w, len(mask))
+            out.append(
+                {
+                    "positive": ops.reshape(positive, shape),
+                    "box": ops.reshape(box, (*shape, 4)),
+                    "classes": ops.reshape(cls, (*shape, self.num_classes)),
+                }
+            )
+        return out
+
+    def _truth(self, boxes, classes):
+        """Padded boxes -> normalised centre x, centre y, width, height (the original's y_true
+        coordinates), widths and heights in pixels, class ids and the valid-box mask."""
         height, width = self.input_size
         boxes = ops.cast(boxes, "float32")
         classes = ops.cast(classes, "int32")
         x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
         w, h = x2 - x1, y2 - y1
         valid = ops.cast((classes >= 0) & (w > 0) & (h > 0), "float32")
-        # Normalised centre x, centre y, width, height: the original's y_true coordinates.
-        truth = ops.stack(
-            [(x1 + x2) / (2.0 * width), (y1 + y2) / (2.0 * height), w / width, h / height], axis=-1
+        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+        if self.assignment == "original":
+            # The original's `(x1 + x2) // 2`: an integer centre, for the cell and the target.
+            cx, cy = ops.floor(cx), ops.floor(cy)
+        truth = ops.stack([cx / width, cy / height, w / width, h / height], axis=-1)
+        return truth, ops.stack([w, h], axis=-1), classes, valid
+
+    def _head_targets(self, layer: int, truth, wh, classes, valid, grid_h: int, grid_w: int):
+        """Targets of one head, slots in (row, column, anchor) order: positive `(B, slots)`, box
+        `(B, slots, 4)`, class target `(B, slots, C)` before smoothing, and `(B, N)` which boxes
+        count for the ignore rule."""
+        slots = grid_h * grid_w * len(self.anchor_masks[layer])
+        # (B, N, slots) box-to-slot matches; the later box wins a shared slot: the highest
+        # 1-based box number over the matches picks it, 0 meaning no box.
+        matches = self._match(layer, truth, wh, grid_h, grid_w)
+        num_boxes = ops.shape(truth)[1]  # a tensor when the padding length is dynamic (TF)
+        matches = ops.reshape(matches, (-1, num_boxes, slots)) * valid[..., None]
+        numbers = ops.arange(1, num_boxes + 1, dtype="float32")[None, :, None]
+        winner = ops.max(matches * numbers, axis=1)
+        positive = ops.cast(winner > 0, "float32")
+        # Gathers, not a matmul with the matches: GPUs may run float32 matmuls in TF32.
+        index = ops.maximum(ops.cast(winner, "int32") - 1, 0)
+        target_box = ops.take_along_axis(
+            truth, ops.repeat(ops.expand_dims(index, -1), 4, axis=-1), axis=1
         )
-        wh = ops.stack([w, h], axis=-1)
-        parts = {"box": 0.0, "obj": 0.0, "cls": 0.0}
-        for layer, head in enumerate(heads):
-            for name, value in self._head_loss(layer, head, truth, wh, classes, valid).items():
-                parts[name] = parts[name] + value
-        return parts["box"] + parts["obj"] + parts["cls"], parts
+        if self.assignment == "original":
+            # Every claimant's class bit stays set, as the original's one-hot writes; counts of
+            # 0/1 products are exact even in TF32.
+            box_classes = _one_hot(ops.cast(ops.maximum(classes, 0), "float32"), self.num_classes)
+            counts = ops.matmul(ops.transpose(matches, (0, 2, 1)), box_classes * valid[..., None])
+            class_target = ops.minimum(counts, 1.0)
+            # The boxes in the original's y_true of this head: those that won some slot.
+            present = ops.max(ops.cast(ops.equal(winner[:, None, :], numbers), "float32"), axis=2)
+        else:
+            target_class = ops.take_along_axis(ops.maximum(classes, 0), index, axis=1)
+            class_target = _one_hot(ops.cast(target_class, "float32"), self.num_classes)
+            present = valid
+        return positive, target_box, class_target, present
 
     def _head_loss(self, layer: int, head, truth, wh, classes, valid) -> dict[str, Any]:
         mask = self.anchor_masks[layer]
@@ -327,30 +422,18 @@ class YoloLoss:
         # Slot order (row, column, anchor) is the head's memory order, so reshapes are free.
         raw = ops.reshape(ops.cast(head, "float32"), (-1, slots, num_outputs))
         pred = self._decode(raw, layer, grid_h, grid_w)
-
-        # (B, N, slots) box-to-slot matches; the later box wins a shared slot: the highest
-        # 1-based box number over the matches picks it, 0 meaning no box.
-        matches = self._match(layer, truth, wh, grid_h, grid_w)
-        num_boxes = ops.shape(truth)[1]  # a tensor when the padding length is dynamic (TF)
-        matches = ops.reshape(matches, (-1, num_boxes, slots)) * valid[..., None]
-        numbers = ops.arange(1, num_boxes + 1, dtype="float32")[None, :, None]
-        winner = ops.max(matches * numbers, axis=1)
-        positive = ops.cast(winner > 0, "float32")
-        # Gathers, not a matmul with the matches: GPUs may run float32 matmuls in TF32.
-        index = ops.maximum(ops.cast(winner, "int32") - 1, 0)
-        target_box = ops.take_along_axis(
-            truth, ops.repeat(ops.expand_dims(index, -1), 4, axis=-1), axis=1
+        positive, target_box, class_target, present = self._head_targets(
+            layer, truth, wh, classes, valid, grid_h, grid_w
         )
-        target_class = ops.take_along_axis(ops.maximum(classes, 0), index, axis=1)
-        one_hot = _one_hot(ops.cast(target_class, "float32"), self.num_classes)
-        one_hot = one_hot * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        ls = self.label_smoothing
+        class_target = class_target * (1.0 - ls) + ls / self.num_classes
 
         num_pos = ops.maximum(ops.sum(positive), 1.0)
         ciou = box_ciou(pred, target_box)
         box_loss = self.box_weight * ops.sum(positive * (1.0 - ciou)) / num_pos
 
         # Ignore negatives that already overlap some true box well: not background to learn.
-        iou = _pairwise_iou(ops.stop_gradient(pred), truth) * valid[:, None, :]
+        iou = _pairwise_iou(ops.stop_gradient(pred), truth) * present[:, None, :]
         kept = ops.cast(ops.max(iou, axis=-1) < self.ignore_threshold, "float32")
         obj_target = positive
         if self.objectness_target == "iou":
@@ -367,7 +450,7 @@ class YoloLoss:
             obj_sum = ops.sum(obj_terms) / (num_pos + num_neg)
         obj_loss = obj_sum * self.balance[layer] * self.obj_weight
 
-        cls_bce = ops.sum(bce_with_logits(raw[..., 5:], one_hot), axis=-1)
+        cls_bce = ops.sum(bce_with_logits(raw[..., 5:], class_target), axis=-1)
         cls_loss = self.cls_weight * ops.sum(positive * cls_bce) / num_pos / self.num_classes
         return {"box": box_loss, "obj": obj_loss, "cls": cls_loss}
 
@@ -405,14 +488,21 @@ class YoloLoss:
         return col, row, gx - col, gy - row
 
     def _original_matches(self, layer: int, truth, wh, grid_h: int, grid_w: int):
-        """(B, N, gh, gw, A): the centre cell, at the slot of the box's best anchor overall."""
+        """(B, N, gh, gw, A): the centre cell, at the slot of the box's best anchor among those
+        in some mask (the original's fallback when its best anchor overall is in none)."""
         anchors = ops.convert_to_tensor(np.asarray(self.anchors, np.float32))
         inter = ops.prod(ops.minimum(wh[:, :, None, :], anchors), axis=-1)
         union = ops.prod(wh, axis=-1)[..., None] + ops.prod(anchors, axis=-1) - inter
-        best = ops.cast(ops.argmax(inter / ops.maximum(union, _EPS), axis=-1), "float32")
+        iou = inter / ops.maximum(union, _EPS)
+        in_mask = np.zeros(len(self.anchors), np.float32)
+        in_mask[sorted({i for m in self.anchor_masks for i in m})] = 1.0
+        # IoU is in [0, 1]: -1 rules an anchor out without changing the order of the others.
+        iou = ops.where(ops.convert_to_tensor(in_mask) > 0, iou, -1.0)
+        best = ops.cast(ops.argmax(iou, axis=-1), "float32")
         slot = _one_hot(best, len(self.anchors))
         slot = ops.take(slot, list(self.anchor_masks[layer]), axis=-1)  # (B, N, A)
-        col, row, _, _ = self._centre_cells(truth, grid_h, grid_w)
+        col = _original_cell(truth[..., 0], self.input_size[1], grid_w)
+        row = _original_cell(truth[..., 1], self.input_size[0], grid_h)
         cells = _outer_cells(_one_hot(row, grid_h), _one_hot(col, grid_w))
         return cells[..., None] * slot[:, :, None, None, :]
 

@@ -1,5 +1,5 @@
 """Detection metrics computed in memory: PASCAL VOC (and COCO)."""
 
-from attnyolo.metrics.voc import ClassResult, VOCResult, evaluate_voc
+from attnyolo.metrics.voc import PROTOCOLS, ClassResult, VOCResult, evaluate_voc
 
-__all__ = ["ClassResult", "VOCResult", "evaluate_voc"]
+__all__ = ["PROTOCOLS", "ClassResult", "VOCResult", "evaluate_voc"]

@@ -23,6 +23,19 @@ Conventions (each differs somewhere among the reference implementations, so each
   `np.arange(0., 1.1, 0.1)`, whose 0.3, 0.6 and 0.7 are a hair above those values, so a recall of
   exactly 0.3 counts at `t = 0.3` here but not there.
 - Scores tie-break in input order (image order, then the order within an image): a stable sort.
+
+Two protocols read the figures off the same curve (`evaluate_voc(protocol=...)`, `PROTOCOLS`):
+
+- "voc" (the default): as above, continuous IoU unless `pixel_offset` says otherwise.
+- "original": the original yolov4-tiny-keras `get_map` (`utils/utils_map.py`) to the number, for
+  comparing with figures it printed. It differs from "voc" in three places and nowhere else:
+  IoU on inclusive pixels (`pixel_offset=1.0`, which it applies to the text values as written);
+  P/R/F1 at the score threshold are read at the *top* detection when no detection reaches the
+  threshold (its `score_threhold_idx` starts at 0), where "voc" says 0; and the miss rate of a
+  class with ground truth but no detection at all is 0 (its `log_average_miss_rate` returns 0
+  for an empty curve), where "voc" says 1. Everything else already is get_map's arithmetic:
+  AP only for classes with a non-difficult box and mAP their mean, detections on difficult boxes
+  kept as flat points of the curve (which changes no figure), `>=` at the IoU threshold.
 """
 
 from __future__ import annotations
@@ -42,6 +55,29 @@ _MAX_PAIRS = 1 << 22
 _LAMR_REFERENCE_FPPI = np.logspace(-2.0, 0.0, num=9)
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """Where two evaluators that agree on matching and AP part ways (module docstring).
+
+    Attributes:
+        pixel_offset: the default `pixel_offset` (0 continuous, 1 inclusive pixels).
+        top_when_none_reach: read P/R/F1 at the top detection when no detection scores at least
+            the threshold (the original's `score_threhold_idx = 0`), instead of reporting 0.
+        lamr_without_detections: the miss rate of a class with ground truth and no detection.
+    """
+
+    pixel_offset: float
+    top_when_none_reach: bool
+    lamr_without_detections: float
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    # A class that is never detected misses everything: miss rate 1.
+    "voc": Protocol(pixel_offset=0.0, top_when_none_reach=False, lamr_without_detections=1.0),
+    "original": Protocol(pixel_offset=1.0, top_when_none_reach=True, lamr_without_detections=0.0),
+}
+
+
 @dataclass
 class ClassResult:
     """Figures for one class.
@@ -57,14 +93,17 @@ class ClassResult:
         precision: cumulative precision at each curve point.
         recall: cumulative recall at each curve point (NaN when `num_gt` is 0).
         scores: the detection score at each curve point.
-        tp: true positives among detections with `score >= score_threshold`.
-        fp: false positives among detections with `score >= score_threshold`.
-        precision_at: precision at the score threshold (0 when no detection reaches it).
+        tp: true positives among detections with `score >= score_threshold` (under the
+            "original" protocol, when none reaches it: 1 or 0, the top detection's outcome).
+        fp: false positives counted the same way.
+        precision_at: precision at the score threshold (0 when no detection reaches it; the
+            "original" protocol reads the top detection then).
         recall_at: recall at the score threshold (0 when the class has no ground truth).
         f1_at: F1 at the score threshold (0 when precision and recall are both 0).
         lamr: log-average miss rate, with false positives per image counted over the images
             that contain the class, as the original get_map does; 1.0 when the class has ground
-            truth but no detection (the original says 0), NaN when it has no ground truth.
+            truth but no detection (0 under the "original" protocol, as get_map says), NaN when
+            it has no ground truth.
     """
 
     ap: float
@@ -92,6 +131,8 @@ class VOCResult:
         iou_threshold: the IoU at or above which a detection can hit a box.
         use_07_metric: whether AP is the VOC2007 11-point interpolation.
         score_threshold: the score at or above which `tp`, `fp` and `*_at` are counted.
+        protocol: the name of the protocol in `PROTOCOLS` that read the figures.
+        pixel_offset: 0.0 continuous IoU, 1.0 the devkit's inclusive pixels.
     """
 
     map: float
@@ -99,6 +140,8 @@ class VOCResult:
     iou_threshold: float
     use_07_metric: bool
     score_threshold: float
+    protocol: str = "voc"
+    pixel_offset: float = 0.0
 
     @property
     def per_class_ap(self) -> list[float]:
@@ -113,7 +156,8 @@ def evaluate_voc(
     iou_threshold: float = 0.5,
     use_07_metric: bool = False,
     score_threshold: float = 0.5,
-    pixel_offset: float = 0.0,
+    pixel_offset: float | None = None,
+    protocol: str = "voc",
 ) -> VOCResult:
     """PASCAL VOC mAP and per-class figures for detections on a set of images.
 
@@ -128,14 +172,19 @@ def evaluate_voc(
         use_07_metric: VOC2007 11-point AP instead of the all-point AP of VOC2010 and later.
         score_threshold: the score at or above which the `tp`, `fp`, `precision_at`,
             `recall_at` and `f1_at` of each class are counted (the original `get_map` uses 0.5).
-        pixel_offset: 0.0 for continuous coordinates, 1.0 for the devkit's inclusive pixels.
+        pixel_offset: 0.0 for continuous coordinates, 1.0 for the devkit's inclusive pixels;
+            None for the protocol's (0.0 for "voc", 1.0 for "original").
+        protocol: "voc" (the default) or "original", the original scripts' `get_map` to the
+            number (module docstring; the boxes are then the text files' values as written,
+            e.g. from `attnyolo.data.map_out.read_map_out`).
 
     Returns:
         A `VOCResult`; `per_class[c]` describes class `c`.
 
     Raises:
         ValueError: when the inputs differ in length, an array has the wrong shape, a class id is
-            out of range, a box or score is NaN or infinite, or a box has `x2 < x1` or `y2 < y1`.
+            out of range, a box or score is NaN or infinite, a box has `x2 < x1` or `y2 < y1`,
+            or the protocol is unknown.
     """
     if len(ground_truth) != len(detections):
         raise ValueError(
@@ -144,6 +193,10 @@ def evaluate_voc(
     if not 0.0 < iou_threshold <= 1.0:
         # At 0 a detection touching nothing would "hit", which the devkit never does.
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
+    rules = PROTOCOLS[protocol]
+    pixel_offset = rules.pixel_offset if pixel_offset is None else pixel_offset
     if pixel_offset not in (0.0, 1.0):
         raise ValueError(f"pixel_offset must be 0.0 or 1.0, got {pixel_offset}")
 
@@ -168,6 +221,7 @@ def evaluate_voc(
             int(images_with_class[c]),
             use_07_metric,
             score_threshold,
+            rules,
         )
         for c in range(num_classes)
     ]
@@ -178,6 +232,8 @@ def evaluate_voc(
         iou_threshold=iou_threshold,
         use_07_metric=use_07_metric,
         score_threshold=score_threshold,
+        protocol=protocol,
+        pixel_offset=float(pixel_offset),
     )
 
 
@@ -331,26 +387,36 @@ def _class_result(
     num_images: int,
     use_07_metric: bool,
     score_threshold: float,
+    rules: Protocol,
 ) -> ClassResult:
     """Curve and figures for one class from its detections' outcomes in descending score order."""
     kept = outcome >= 0
-    tp = np.cumsum(outcome[kept] == 1)
-    fp = np.cumsum(outcome[kept] == 0)
-    scores = scores[kept]
+    # Cumulative counts over all detections, ignored ones included (they add to neither).
+    tp_all = np.cumsum(outcome == 1)
+    fp_all = np.cumsum(outcome == 0)
+    tp, fp = tp_all[kept], fp_all[kept]
     precision = tp / np.maximum(tp + fp, 1)
     if num_gt:
         recall = tp / num_gt
         ap = _average_precision(precision, recall, use_07_metric)
-        lamr = _log_average_miss_rate(recall, fp, num_images)
+        lamr = (
+            _log_average_miss_rate(recall, fp, num_images)
+            if len(outcome)
+            else rules.lamr_without_detections
+        )
     else:
         recall = np.full(len(tp), math.nan)
         ap = lamr = math.nan
 
-    n = int(np.count_nonzero(scores >= score_threshold))  # scores are sorted, so a prefix
-    tp_at = int(tp[n - 1]) if n else 0
-    fp_at = int(fp[n - 1]) if n else 0
-    p_at = tp_at / n if n else 0.0
-    r_at = tp_at / num_gt if num_gt else 0.0
+    # Read at the last detection scoring at least the threshold (scores are sorted, so these
+    # are a prefix); an ignored one there leaves the counts of the detections before it.
+    n = int(np.count_nonzero(scores >= score_threshold))
+    if n == 0 and len(outcome) and rules.top_when_none_reach:
+        n = 1
+    tp_at = int(tp_all[n - 1]) if n else 0
+    fp_at = int(fp_all[n - 1]) if n else 0
+    p_at = tp_at / max(tp_at + fp_at, 1)
+    r_at = tp_at / max(num_gt, 1)  # no true positive without ground truth
     f1_at = 2 * p_at * r_at / (p_at + r_at) if p_at + r_at > 0 else 0.0
     return ClassResult(
         ap=ap,
@@ -359,7 +425,7 @@ def _class_result(
         num_ignored=int(np.count_nonzero(~kept)),
         precision=precision,
         recall=recall,
-        scores=scores,
+        scores=scores[kept],
         tp=tp_at,
         fp=fp_at,
         precision_at=p_at,

@@ -248,3 +248,55 @@ def test_letterbox_sample_frames_objects_when_enlarging():
     canvas, moved = letterbox_sample(image, boxes, (416, 416))
     assert canvas.shape == (416, 416, 3)
     assert_boxes_frame_red(canvas, moved)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_resize_with_pillow_is_the_originals_resize_and_paste(seed):
+    from PIL import Image
+
+    image, _, _ = scene(seed=seed)
+    whole = np.array([[0, 0, 160, 120]], np.float32)
+    canvas, moved = random_resize(
+        image, whole, (96, 128), np.random.default_rng(seed), resize_filter="pillow"
+    )
+    # The geometry does not depend on the filter.
+    _, same = random_resize(image, whole, (96, 128), np.random.default_rng(seed))
+    np.testing.assert_array_equal(moved, same)
+    # The whole image's box is where the resized image went: (dx, dy, dx + nw, dy + nh).
+    dx, dy, x2, y2 = (int(v) for v in moved[0])
+    expected = Image.new("RGB", (128, 96), (128, 128, 128))
+    expected.paste(Image.fromarray(image).resize((x2 - dx, y2 - dy), Image.BICUBIC), (dx, dy))
+    np.testing.assert_array_equal(canvas, np.asarray(expected))
+
+
+def test_mosaic_resizes_with_the_filter_it_is_given(monkeypatch):
+    import attnyolo.data.augment as augment
+
+    used, resample = [], augment.resample
+
+    def recording(image, size, resize_filter):
+        used.append(resize_filter)
+        return resample(image, size, resize_filter)
+
+    monkeypatch.setattr(augment, "resample", recording)
+    items = [scene(seed=k) for k in range(4)]
+    a = mosaic(items, (128, 128), np.random.default_rng(3), resize_filter="pillow")
+    assert used == ["pillow"] * 4
+    b = mosaic(items, (128, 128), np.random.default_rng(3))
+    assert used[4:] == ["opencv"] * 4
+    # Same geometry, other pixels.
+    np.testing.assert_array_equal(a[1], b[1])
+    assert (a[0] != b[0]).any()
+    assert_boxes_frame_red(a[0], a[1])
+
+
+def test_augmentations_refuse_an_unknown_resize_filter():
+    image, boxes, _ = scene()
+    rng = np.random.default_rng(0)
+    match = "unknown resize_filter 'pil'; choose from opencv, pillow"
+    with pytest.raises(ValueError, match=match):
+        random_resize(image, boxes, (64, 64), rng, resize_filter="pil")
+    with pytest.raises(ValueError, match=match):
+        mosaic([scene()] * 4, (64, 64), rng, resize_filter="pil")
+    with pytest.raises(ValueError, match=match):
+        letterbox_sample(image, boxes, (64, 64), resize_filter="pil")

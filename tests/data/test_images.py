@@ -80,3 +80,88 @@ def test_sixteen_bit_rgb_png(tmp_path):
     cv2.imwrite(str(tmp_path / "deep.png"), deep[..., ::-1])  # OpenCV writes BGR
     out = load_image(tmp_path / "deep.png")
     np.testing.assert_array_equal(out.astype(int), deep.astype(int) >> 8)
+
+
+def _photo(h, w, seed=0):
+    """Noise over a gradient: sharp detail, where the two bicubic filters differ most."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    smooth = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 256], -1)
+    return np.clip(smooth + rng.integers(-60, 61, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _pil_letterbox(image, size):
+    """The original's `resize_image(letterbox_image=True)`, in Pillow, from its facts."""
+    h, w = size
+    ih, iw = image.shape[:2]
+    scale = min(w / iw, h / ih)
+    nw, nh = int(iw * scale), int(ih * scale)
+    canvas = Image.new("RGB", (w, h), (128, 128, 128))
+    canvas.paste(
+        Image.fromarray(image).resize((nw, nh), Image.BICUBIC), ((w - nw) // 2, (h - nh) // 2)
+    )
+    return np.asarray(canvas)
+
+
+# Down and up, square and not, odd sizes on either side.
+SHAPES = [(375, 500), (640, 427), (121, 77), (13, 29), (1, 9)]
+SIZES = [(416, 416), (64, 96), (33, 47), (1200, 1000)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("size", SIZES)
+def test_pillow_filter_is_pillows_own_bicubic(shape, size):
+    image = _photo(*shape)
+    h, w = size
+    out, _ = resize(image, size, resize_filter="pillow")
+    expected = np.asarray(Image.fromarray(image).resize((w, h), Image.BICUBIC))
+    np.testing.assert_array_equal(out, expected)
+    out, _ = letterbox(image, size, resize_filter="pillow")
+    np.testing.assert_array_equal(out, _pil_letterbox(image, size))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("size", SIZES)
+def test_default_filter_is_opencvs_bicubic_as_before(shape, size):
+    import cv2
+
+    image = _photo(*shape)
+    h, w = size
+    expected = cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
+    for out, _ in (resize(image, size), resize(image, size, resize_filter="opencv")):
+        np.testing.assert_array_equal(out, expected)
+    ih, iw = shape
+    scale = min(w / iw, h / ih)
+    nw, nh = max(1, int(iw * scale)), max(1, int(ih * scale))
+    expected = np.full((h, w, 3), 128, np.uint8)
+    px, py = (w - nw) // 2, (h - nh) // 2
+    expected[py : py + nh, px : px + nw] = cv2.resize(
+        image, (nw, nh), interpolation=cv2.INTER_CUBIC
+    )
+    for out, transform in (letterbox(image, size), letterbox(image, size, resize_filter="opencv")):
+        np.testing.assert_array_equal(out, expected)
+        assert tuple(transform) == (nw / iw, nh / ih, px, py)
+
+
+def test_the_filters_differ_most_when_shrinking():
+    image = _photo(640, 480)
+    # Noise shrunk 4x: about 17 grey levels apart on average; enlarged 2x: about 2.
+    for size, low, high in (((160, 120), 10, 30), ((1280, 960), 0, 3)):
+        a, _ = resize(image, size, resize_filter="opencv")
+        b, _ = resize(image, size, resize_filter="pillow")
+        assert low < np.abs(a.astype(int) - b.astype(int)).mean() < high, size
+
+
+@pytest.mark.parametrize("bad", ["cv2", "PIL", "", None])
+def test_an_unknown_resize_filter_names_the_valid_ones(bad):
+    image = _photo(20, 30)
+    for sizer in (letterbox, resize):
+        with pytest.raises(
+            ValueError, match=r"unknown resize_filter .*; choose from opencv, pillow"
+        ):
+            sizer(image, (16, 16), resize_filter=bad)
+
+
+def test_the_pillow_filter_takes_rgb_uint8_only():
+    with pytest.raises(ValueError, match="RGB uint8"):
+        resize(np.zeros((4, 4, 3), np.float32), (8, 8), resize_filter="pillow")

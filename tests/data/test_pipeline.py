@@ -233,3 +233,67 @@ def test_voc20_batches(shared_data):
         assert (targets["classes"] < 20).all()
         boxes = targets["boxes"][real]
         assert ((boxes[:, 2:] - boxes[:, :2]) >= 1).all() and (boxes <= 416).all()
+
+
+def originals_validation_sample(path, boxes, size):
+    """What the original's `get_random_data(random=False)` makes of an image, rebuilt here in
+    Pillow from its facts: scale = min(w / iw, h / ih), nw = int(iw * scale), nh likewise, a
+    bicubic resize pasted at ((w - nw) // 2, (h - nh) // 2) on grey 128, boxes * nw / iw + dx.
+    (The original also truncates the moved boxes to integers; attnyolo keeps them exact.)"""
+    h, w = size
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        iw, ih = image.size
+        scale = min(w / iw, h / ih)
+        nw, nh = int(iw * scale), int(ih * scale)
+        dx, dy = (w - nw) // 2, (h - nh) // 2
+        canvas = Image.new("RGB", (w, h), (128, 128, 128))
+        canvas.paste(image.resize((nw, nh), Image.BICUBIC), (dx, dy))
+    sx, sy = nw / iw, nh / ih
+    boxes = np.asarray(boxes, np.float64) * [sx, sy, sx, sy] + [dx, dy, dx, dy]
+    return np.asarray(canvas), boxes
+
+
+def test_validation_with_pillow_is_the_originals_letterbox(synthetic):
+    val = sequence(synthetic, train=False, batch_size=5, resize_filter="pillow")
+    opencv = sequence(synthetic, train=False, batch_size=5)
+    for index in range(len(val)):
+        images, targets = val[index]
+        assert (images != opencv[index][0]).any()
+        for row in range(len(images)):
+            record = synthetic.records[index * 5 + row]
+            expected, boxes = originals_validation_sample(record.image, record.boxes[:1], SIZE)
+            # k / 255 * 255 in float32 rounds back to k exactly.
+            np.testing.assert_array_equal(np.round(images[row] * 255).astype(np.uint8), expected)
+            np.testing.assert_allclose(targets["boxes"][row, :1], boxes, atol=1e-4)
+
+
+def test_voc20_validation_with_pillow_is_the_originals_letterbox(shared_data):
+    dataset = read_voc(shared_data / "voc20" / "VOC2007", "test", None)
+    dataset = Dataset(dataset.records[:3], dataset.class_names, source=dataset.source)
+    val = DetectionSequence(dataset, 416, 3, train=False, resize_filter="pillow")
+    images, targets = val[0]
+    for row, record in enumerate(dataset.records):
+        expected, boxes = originals_validation_sample(record.image, record.boxes, (416, 416))
+        np.testing.assert_array_equal(np.round(images[row] * 255).astype(np.uint8), expected)
+        np.testing.assert_allclose(targets["boxes"][row, : len(boxes)], boxes, atol=1e-3)
+
+
+def test_training_resizes_with_the_sequences_filter(synthetic):
+    # Same seed, same geometry and choices; only the resampled pixels differ.
+    pillow = sequence(synthetic, batch_size=2, mosaic=0.5, mixup=0.5, resize_filter="pillow")
+    opencv = sequence(synthetic, batch_size=2, mosaic=0.5, mixup=0.5)
+    assert pillow.resize_filter == "pillow" and opencv.resize_filter == "opencv"
+    kinds = set()
+    for position in range(10):
+        a, b = pillow.load_sample(position), opencv.load_sample(position)
+        kinds.add((a.mosaic, a.mixup))
+        assert (a.mosaic, a.mixup, a.sources) == (b.mosaic, b.mixup, b.sources)
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        assert (a.image != b.image).any()
+    assert len(kinds) >= 2  # single images and mosaics both came up
+
+
+def test_an_unknown_resize_filter_is_refused(synthetic):
+    with pytest.raises(ValueError, match="unknown resize_filter 'PIL'; choose from opencv, pillow"):
+        sequence(synthetic, resize_filter="PIL")

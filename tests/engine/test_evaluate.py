@@ -367,3 +367,40 @@ def test_no_detections_at_all(small_voc, tmp_path):
     assert with_gt and all(c["ap"] == 0.0 for c in with_gt)
     assert all(c["ap"] is None for c in report["classes"] if not c["num_gt"])
     assert not math.isnan(report["voc"]["mean_lamr"])
+
+
+def test_coco_json_without_its_images_evaluates_given_detections(tmp_path):
+    """As pycocotools does: the instances JSON holds all the metric needs. A model still needs
+    the images, so reading for one refuses."""
+    instances = {
+        "images": [
+            {"id": 7, "file_name": "seven.jpg", "width": 100, "height": 80},
+            {"id": 9, "file_name": "nine.jpg", "width": 60, "height": 60},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 3, "bbox": [10, 10, 30, 20], "iscrowd": 0},
+            {"id": 2, "image_id": 9, "category_id": 5, "bbox": [0, 0, 20, 20], "iscrowd": 0},
+        ],
+        "categories": [{"id": 3, "name": "cat"}, {"id": 5, "name": "dog"}],
+    }
+    (tmp_path / "instances.json").write_text(json.dumps(instances))
+    results = [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "score": 0.9,
+        }
+        for a in instances["annotations"]
+    ]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    report = evaluate_files(
+        tmp_path / "instances.json",
+        detections=tmp_path / "results.json",
+        output_dir=tmp_path / "out",
+        plots=False,
+    ).report
+    assert report["images"] == 2 and report["skipped_images"] == []
+    assert report["voc"]["map"] == 1.0 and report["coco"]["AP"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no usable image"):
+        load_dataset(tmp_path / "instances.json")

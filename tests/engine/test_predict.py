@@ -74,3 +74,37 @@ def test_predict_images_writes_drawings_and_json(tmp_path):
         drawn = np.asarray(Image.open(entry["output"]))
         assert drawn.shape == image.shape
         assert np.abs(drawn.astype(int) - image.astype(int)).max() > 100  # boxes were drawn
+
+
+@pytest.mark.parametrize("use_letterbox", [False, True])
+def test_predictor_resizes_with_pillow_when_asked(use_letterbox):
+    model = confident_model()
+    h, w = model.input_size
+    predictor = Predictor(model, confidence=0.3, letterbox=use_letterbox, resize_filter="pillow")
+    default = Predictor(model, confidence=0.3, letterbox=use_letterbox)
+    assert (predictor.resize_filter, default.resize_filter) == ("pillow", "opencv")
+    sizer = letterbox if use_letterbox else resize
+    for image in images():
+        sized, transform = predictor.preprocess(image)
+        expected, same = sizer(image, (h, w), resize_filter="pillow")
+        np.testing.assert_array_equal(sized, expected.astype(np.float32) / 255.0)
+        np.testing.assert_array_equal(transform, same)
+        if not use_letterbox:  # the original's plain resize_image, in Pillow
+            pil = np.asarray(Image.fromarray(image).resize((w, h), Image.BICUBIC))
+            np.testing.assert_array_equal(np.round(sized * 255).astype(np.uint8), pil)
+        assert (sized != default.preprocess(image)[0]).any()
+
+
+def test_predictor_refuses_an_unknown_resize_filter():
+    with pytest.raises(ValueError, match="unknown resize_filter 'cv2'; choose from opencv, pillow"):
+        Predictor(confident_model(), resize_filter="cv2")
+
+
+def test_predict_images_records_the_resize_filter(tmp_path):
+    model_path = save_detector(confident_model(), tmp_path / "m.keras")
+    Image.fromarray(images()[0]).save(tmp_path / "a.png")
+    document = predict_images(
+        model_path, [tmp_path / "a.png"], tmp_path / "out", draw=False, resize_filter="pillow"
+    )
+    assert document["settings"]["resize_filter"] == "pillow"
+    assert document["images"][0]["detections"]

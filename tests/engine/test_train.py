@@ -27,6 +27,9 @@ def config_for(shapes, tmp_path, **overrides):
         classes=str(shapes / "classes.txt"),
         input_size=64,
         epochs=3,
+        # A frozen first phase, so that resuming crosses phases; no weights here, hence insist.
+        freeze_train=True,
+        freeze_from_scratch=True,
         freeze_epoch=1,
         freeze_batch_size=8,
         batch_size=8,

@@ -23,6 +23,16 @@ def test_defaults_are_the_original_train_py(train_module):
     ) == (50, 300, 32, 16)
     assert (config["mosaic"], config["mixup"], config["special_aug_ratio"]) == (0.5, 0.5, 0.7)
     assert config["optimizer"] == "sgd" and config["momentum"] == 0.937
+    # Freeze_Train = False, and get_random_data's max_boxes=500.
+    assert config["freeze_train"] is False and config["max_boxes"] == 500
+    assert train_module.weight_decay_for(config) == ("l2", 5e-4)
+
+
+def test_freezing_a_random_backbone_is_refused_unless_insisted(train_module):
+    with pytest.raises(ValueError, match="frozen, random backbone for 50 epochs"):
+        train_module.resolve_config(data="x", freeze_train=True)
+    assert train_module.resolve_config(data="x", freeze_train=True, weights="w.keras")
+    assert train_module.resolve_config(data="x", freeze_train=True, freeze_from_scratch=True)
 
 
 def test_config_layers_and_errors(train_module, tmp_path):
@@ -78,7 +88,7 @@ def test_transfer_weights_skips_only_mismatched_heads(train_module):
     assert math.isfinite(float(np.sum(target.get_layer("head16_out").get_weights()[0])))
 
 
-def test_weight_decay_applies_to_conv_kernels_only(train_module):
+def test_decoupled_weight_decay_applies_to_conv_kernels_only(train_module):
     model = YOLOv4Tiny(2, input_size=64, attention="cbam")
     excluded = {id(v) for v in train_module._decay_exclusions(model)}
     kernels = [v for v in model.trainable_variables if id(v) not in excluded]
@@ -108,3 +118,75 @@ def test_new_settings_are_checked(train_module):
         train_module.resolve_config(data="x", bn_recalibration=-1)
     with pytest.raises(ValueError, match="distribute must be true, false or one of"):
         train_module.resolve_config(data="x", distribute="horovod")
+
+
+def test_resize_filter_setting(train_module):
+    assert train_module.resolve_config(data="x")["resize_filter"] == "opencv"
+    assert (
+        train_module.resolve_config(data="x", resize_filter="pillow")["resize_filter"] == "pillow"
+    )
+    with pytest.raises(ValueError, match="unknown resize_filter 'bicubic'; choose from opencv"):
+        train_module.resolve_config(data="x", resize_filter="bicubic")
+
+
+@pytest.mark.parametrize(
+    "attention, count",
+    # 21 Darknet convolutions, + CBAM's 2 Dense and 1 Conv2D per block, + SE's 2 Dense, + CA's 3
+    # Conv2D (Dense here); ECA's Conv1D is no Conv2D, in the original's Keras as here.
+    [
+        (None, 21),
+        ("cbam", 21 + 3 * 3),
+        ("se", 21 + 3 * 2),
+        ("ca_original", 21 + 3 * 3),
+        ("eca", 21),
+    ],
+)
+def test_l2_covers_every_conv2d_and_dense_kernel_as_the_original(train_module, attention, count):
+    model = YOLOv4Tiny(2, input_size=64, attention=attention)
+    kernels = train_module.l2_kernels(model)
+    assert len(kernels) == count and all(v.path.endswith("kernel") for v in kernels)
+    assert len({id(v) for v in kernels}) == count
+
+
+def _nesterov_sgd(w, grad_fn, lr, momentum, steps):
+    """Keras 2's SGD(nesterov=True), as the original trains: v = m v - lr g; w += m v - lr g."""
+    v = np.zeros_like(w)
+    for _ in range(steps):
+        g = grad_fn(w)
+        v = momentum * v - lr * g
+        w = w + momentum * v - lr * g
+    return w
+
+
+@pytest.mark.parametrize("kind", ["l2", "decoupled"])
+def test_weight_decay_update_rules(train_module, kind):
+    # With a detection loss of 0, only the decay moves the weights. The original's coupled L2
+    # adds 5e-4 * sum(k^2) to the loss: gradient 1e-3 k, through Nesterov momentum. Decoupled
+    # decay shrinks conv kernels by lr * 5e-4 per step before the (zero) gradient step.
+    import keras
+
+    model = YOLOv4Tiny(2, input_size=32, attention="se")
+    model.set_loss(lambda boxes, classes, heads: (0.0 * keras.ops.sum(heads[0]), _zero_parts()))
+    config = train_module.resolve_config(data="x", weight_decay_type=kind)
+    lr, steps = 0.05, 3
+    optimizer = train_module.make_optimizer(config, model, lr, steps_per_epoch=10)
+    model.compile(optimizer=optimizer, jit_compile=False)
+    se_kernel = model.find_layer("feat1_se").squeeze.kernel
+    conv_kernel = model.find_layer("stem_conv1").kernel
+    before = [keras.ops.convert_to_numpy(v).astype(np.float64) for v in (conv_kernel, se_kernel)]
+    x = np.zeros((1, 32, 32, 3), np.float32)
+    y = {"boxes": np.zeros((1, 1, 4), np.float32), "classes": np.full((1, 1), -1, np.int32)}
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    after = [keras.ops.convert_to_numpy(v).astype(np.float64) for v in (conv_kernel, se_kernel)]
+    if kind == "l2":
+        expected = [_nesterov_sgd(w, lambda w: 2 * 5e-4 * w, lr, 0.937, steps) for w in before]
+    else:  # conv kernels shrink; the SE (Dense) kernel is not decayed
+        expected = [before[0] * (1 - lr * 5e-4) ** steps, before[1]]
+    for got, want in zip(after, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(after[0], before[0], rtol=1e-7, atol=0)
+
+
+def _zero_parts():
+    return {"box": 0.0, "obj": 0.0, "cls": 0.0}

@@ -16,7 +16,12 @@ NON_DEFAULT_ARGS = {
     "cbam": {"reduction": 4, "use_bias": True, "kernel_size": 3, "spatial_bn": True},
     "eca": {"gamma": 3, "b": 2, "kernel_size": 7, "use_bias": True},
     "ca": {"reduction": 4, "min_mip": 2},
+    "ca_original": {"reduction": 4},
 }
+
+# Layers that reproduce the original scripts exactly and so refuse fewer channels than
+# `reduction` (where the scripts would build zero-width layers).
+REFUSES_TINY_CHANNELS = {"ca_original"}
 
 # The defaults (the yolov4-tiny-keras scripts) and the paper variants, by channel count.
 PARAM_COUNTS = {
@@ -40,6 +45,8 @@ PARAM_COUNTS = {
     ("eca", ()): {128: 5, 256: 5, 512: 5},
     # mip = max(8, C // 32); (C + 1) * mip + 4 * mip + 2 * (mip + 1) * C
     ("ca", ()): {128: 3368, 256: 6696, 512: 25680},
+    # 3 * C * (C // 16) + 4 * (C // 16), as the original scripts' ca_block
+    ("ca_original", ()): {128: 3104, 256: 12352, 512: 49280},
 }
 
 
@@ -88,6 +95,10 @@ def test_tiny_channel_counts(name, channels):
     kwargs = {"reduction": 16} if "reduction" in NON_DEFAULT_ARGS[name] else {}
     layer = get_attention(name, **kwargs)
     x = _input((1, 3, 4, channels))
+    if name in REFUSES_TINY_CHANNELS:
+        with pytest.raises(ValueError, match=rf"input shape \(1, 3, 4, {channels}\)"):
+            layer(x)
+        return
     assert tuple(layer(x).shape) == x.shape
     for weight in layer.weights:
         assert min(weight.shape) >= 1, weight.path

@@ -6,6 +6,7 @@ from attnyolo.layers import (
     ECA,
     ChannelAttention,
     CoordinateAttention,
+    CoordinateAttentionOriginal,
     SpatialAttention,
     SqueezeExcitation,
     attention_names,
@@ -22,6 +23,7 @@ BUILT_IN = {
     "cbam_spatial": SpatialAttention,
     "eca": ECA,
     "ca": CoordinateAttention,
+    "ca_original": CoordinateAttentionOriginal,
 }
 
 

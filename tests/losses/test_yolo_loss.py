@@ -88,9 +88,12 @@ def _ciou(p, t):
 
 
 def _targets(boxes, classes, layer, grid_h, grid_w, cfg):
-    """{(image, row, column, anchor slot): (normalised cxcywh, class)}; later boxes overwrite."""
+    """{(image, row, column, anchor slot): (normalised cxcywh, class bits)}; a later box
+    overwrites the box (and, with "yolov5", the class; "original" keeps every claimant's bit)."""
     height, width = INPUT_SIZE
     mask = MASKS[layer]
+    in_some_mask = {i for m in MASKS for i in m}
+    original = cfg["assignment"] == "original"
     targets = {}
     for b in range(boxes.shape[0]):
         for n in range(boxes.shape[1]):
@@ -98,8 +101,14 @@ def _targets(boxes, classes, layer, grid_h, grid_w, cfg):
                 continue
             x1, y1, x2, y2 = (float(v) for v in boxes[b, n])
             w, h = x2 - x1, y2 - y1
-            box = ((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, w / width, h / height)
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            if original:  # the original's integer centre, (x1 + x2) // 2
+                cx, cy = math.floor(cx), math.floor(cy)
+            box = (cx / width, cy / height, w / width, h / height)
             gx, gy = box[0] * grid_w, box[1] * grid_h
+            if original:  # float32 normalised centre, product in float64, as the original
+                gx = float(np.float32(box[0])) * grid_w
+                gy = float(np.float32(box[1])) * grid_h
             col, row = (
                 min(max(math.floor(gx), 0), grid_w - 1),
                 min(max(math.floor(gy), 0), grid_h - 1),
@@ -109,7 +118,8 @@ def _targets(boxes, classes, layer, grid_h, grid_w, cfg):
                     min(w, aw) * min(h, ah) / (w * h + aw * ah - min(w, aw) * min(h, ah))
                     for aw, ah in ANCHORS
                 ]
-                best = int(np.argmax(ious))
+                # The best anchor among those in some mask (anchor 0 is in none).
+                best = max(in_some_mask, key=lambda i: (ious[i], -i))
                 slots = [(row, col, mask.index(best))] if best in mask else []
             else:
                 cells = [
@@ -131,8 +141,11 @@ def _targets(boxes, classes, layer, grid_h, grid_w, cfg):
                     if 0 <= r < grid_h and 0 <= c < grid_w
                     for k in anchors
                 ]
+            bits = np.eye(NUM_CLASSES)[int(classes[b, n])]
             for slot in slots:
-                targets[(b, *slot)] = (box, int(classes[b, n]))
+                if original and (b, *slot) in targets:
+                    bits = np.maximum(bits, targets[(b, *slot)][1])
+                targets[(b, *slot)] = (box, bits)
     return targets
 
 
@@ -166,16 +179,22 @@ def reference_loss(boxes, classes, heads, **options):
         box_sum = obj_sum = cls_sum = 0.0
         num_neg = 0
         for b in range(batch):
-            truths = [
-                (
-                    (x1 + x2) / 2 / width,
-                    (y1 + y2) / 2 / height,
-                    (x2 - x1) / width,
-                    (y2 - y1) / height,
-                )
-                for (x1, y1, x2, y2), c in zip(boxes[b].astype(np.float64), classes[b], strict=True)
-                if c >= 0
-            ]
+            if cfg["assignment"] == "original":
+                # The original ignores by IoU with the boxes in this head's y_true only.
+                truths = list({t[0] for key, t in targets.items() if key[0] == b})
+            else:
+                truths = [
+                    (
+                        (x1 + x2) / 2 / width,
+                        (y1 + y2) / 2 / height,
+                        (x2 - x1) / width,
+                        (y2 - y1) / height,
+                    )
+                    for (x1, y1, x2, y2), c in zip(
+                        boxes[b].astype(np.float64), classes[b], strict=True
+                    )
+                    if c >= 0
+                ]
             for i in range(grid_h):
                 for j in range(grid_w):
                     for k, anchor in enumerate(MASKS[layer]):
@@ -198,13 +217,13 @@ def reference_loss(boxes, classes, heads, **options):
                                 continue
                             num_neg += 1
                         else:
-                            box, cls = target
+                            box, bits = target
                             ciou = _ciou(pred, box)
                             box_sum += 1 - ciou
                             t_obj = (
                                 1.0 if cfg["objectness_target"] == "one" else min(max(ciou, 0), 1)
                             )
-                            one_hot = np.eye(NUM_CLASSES)[cls] * (1 - ls) + ls / NUM_CLASSES
+                            one_hot = bits * (1 - ls) + ls / NUM_CLASSES
                             cls_sum += sum(
                                 _bce(x, t) for x, t in zip(p[b, i, j, k, 5:], one_hot, strict=True)
                             )
@@ -278,9 +297,13 @@ def test_reference_targets_follow_the_rules():
     # Box 0 of image 0 (22x20, anchor 3) is on both heads; box 1 (62x50, anchor 5) on head 0;
     # image 1's 38x30 box (anchor 4) on head 0.
     assert sorted(head0) == [(0, 0, 0, 0), (0, 0, 1, 2), (1, 1, 2, 1)]
-    # Box 2 (9x9, anchor 1); the pair of image 1 share (1, 2, anchor 2): the later, class 2.
-    assert sorted(head1) == [(0, 1, 1, 2), (0, 2, 4, 0), (1, 1, 2, 1)]
-    assert head1[(1, 1, 2, 1)][1] == 2
+    # Box 2 (9x9, anchor 1; integer centre 64, 44: on a column border, float32 keeps it in
+    # column 4); image 1's 4x5 box, best anchor 0 (in no mask), moves to anchor 1 (IoU 0.25)
+    # at (3, 0); the pair of image 1 share (1, 2, anchor 2): the later box's target, and the
+    # class bits of both (1 and 2), as the original's one-hot writes them.
+    assert sorted(head1) == [(0, 1, 1, 2), (0, 2, 4, 0), (1, 1, 2, 1), (1, 3, 0, 0)]
+    assert head1[(1, 1, 2, 1)][1].tolist() == [0, 1, 1]
+    assert head1[(1, 1, 2, 1)][0][0] == 41 / 96  # (35 + 48) // 2, the later box
     yolov5 = _targets(BOXES, CLASSES, 1, 4, 6, {"assignment": "yolov5", "anchor_threshold": 4})
     assert len(yolov5) > len(head1)
 
@@ -302,16 +325,31 @@ def _negatives_only_obj(loss):
     )
 
 
-def test_box_whose_best_anchor_is_in_no_mask_is_no_positive():
-    # A 4x5 box's best anchor is 0 (4x6), in neither mask: as in the original, it gives no
-    # positive anywhere, only objectness negatives (and could only cause ignores).
+def test_box_whose_best_anchor_is_in_no_mask_moves_to_its_best_anchor_in_a_mask():
+    # A 4x5 box's best anchor is 0 (4x6), in neither mask. The original's preprocess_true_boxes
+    # then takes the best anchor that is in a mask: anchor 1 (8x10, IoU 20 / 80 = 0.25), slot 0
+    # of head 1 (stride 16), cell (row 22 // 16 = 1, column 42 // 16 = 2).
     boxes = np.array([[[40, 20, 44, 25]], [PAD]], np.float32)
     classes = np.array([[1], [-1]], np.int32)
-    loss = _loss()
-    total, parts = _run(loss, boxes, classes, _zero_heads())
-    assert parts["box"] == 0.0 and parts["cls"] == 0.0
-    np.testing.assert_allclose(parts["obj"], _negatives_only_obj(loss), rtol=1e-6)
-    np.testing.assert_allclose(total, parts["obj"], rtol=1e-6)
+    head0, head1 = (
+        {k: keras.ops.convert_to_numpy(v) for k, v in t.items()}
+        for t in _loss().targets(boxes, classes)
+    )
+    assert head0["positive"].sum() == 0
+    assert head1["positive"].sum() == 1 and head1["positive"][0, 1, 2, 0] == 1
+    np.testing.assert_allclose(head1["box"][0, 1, 2, 0], [42 / 96, 22 / 64, 4 / 96, 5 / 64])
+    assert head1["classes"][0, 1, 2, 0].tolist() == [0, 1, 0]
+    total, parts = _run(_loss(), boxes, classes, _zero_heads())
+    assert parts["box"] > 0 and parts["cls"] > 0
+
+
+def test_yolov5_centre_is_not_rounded():
+    boxes = np.array([[[40, 20, 45, 25]], [PAD]], np.float32)
+    classes = np.array([[1], [-1]], np.int32)
+    loss = _loss(assignment="yolov5", xy_scale=2.0)
+    head1 = keras.ops.convert_to_numpy(loss.targets(boxes, classes)[1]["box"])
+    positive = keras.ops.convert_to_numpy(loss.targets(boxes, classes)[1]["positive"]) > 0
+    np.testing.assert_allclose(head1[positive][:, 0], 42.5 / 96)
 
 
 def test_all_padding_gives_only_negative_objectness():
@@ -363,22 +401,24 @@ def test_box_matching_its_prediction_has_zero_ciou_loss():
 
 
 def test_later_box_wins_a_shared_slot():
-    # Both boxes fall in head 1 cell (1, 2) with best anchor 2. The prediction matches the later
-    # box exactly and its class logits favour class 2, the later box's class.
-    first, later = [34, 18, 48, 38], [35, 20, 48, 37]
+    # Both boxes fall in head 1 cell (1, 2) at anchor 2 (the later one, 12x16, is nearest
+    # anchor 0 and moves to anchor 2, 14x20); both have integer centres (41, 28). The
+    # prediction matches the later box exactly: its box is the target.
+    first, later = [34, 18, 48, 38], [35, 20, 47, 36]
     boxes = np.array([[first, later]], np.float32)
     class_logits = [-4.0, -4.0, 4.0]
     heads = _exact_head1(later, (1, 2, 1), class_logits)
     loss = _loss()
     _, parts = _run(loss, boxes, np.array([[1, 2]]), heads)
     assert abs(parts["box"]) < 1e-6
-    # One positive: cls = cls_weight * sum_c BCE(x_c, onehot(2)_c) / 1 / C.
-    expected = loss.cls_weight * sum(map(_bce, class_logits, [0, 0, 1])) / NUM_CLASSES
+    # One positive whose class target keeps both boxes' bits, as the original's one-hot:
+    # cls = cls_weight * sum_c BCE(x_c, [0, 1, 1]_c) / 1 / C.
+    expected = loss.cls_weight * sum(map(_bce, class_logits, [0, 1, 1])) / NUM_CLASSES
     np.testing.assert_allclose(parts["cls"], expected, rtol=1e-6)
-    # Swapped order: the first box in the list now loses; the class target is class 1.
+    # Swapped order: the box matching the prediction now loses the box target; the class bits
+    # are those of both boxes still.
     _, parts = _run(loss, boxes[:, ::-1].copy(), np.array([[2, 1]]), heads)
     assert parts["box"] > 1e-3
-    expected = loss.cls_weight * sum(map(_bce, class_logits, [0, 1, 0])) / NUM_CLASSES
     np.testing.assert_allclose(parts["cls"], expected, rtol=1e-6)
 
 
