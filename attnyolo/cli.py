@@ -156,7 +156,9 @@ def cmd_evaluate(args) -> None:
             "confidence": args.confidence,
             "nms_iou": args.nms_iou,
             "max_per_class": args.max_per_class,
+            "max_detections": args.max_detections,
             "letterbox": args.letterbox,
+            "resize_filter": args.resize_filter,
             "batch_size": args.batch_size,
         },
         iou_threshold=args.iou,
@@ -342,11 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voc07", action="store_true", help="VOC2007 11-point AP")
     p.add_argument(
         "--protocol",
-        choices=["voc", "original"],
+        choices=["voc", "original", "eval_callback"],
         default="voc",
-        help="voc (default): the VOC devkit's figures; original: the original scripts' get_map "
-        "to the number (IoU +1 on the boxes as written, P/R/F1 read at the top detection when "
-        "none reaches --score-threshold, LAMR 0 for a class never detected)",
+        help="voc (default): get_map.py's detection settings, the VOC devkit's figures; "
+        "original: the original get_map.py to the number (with a model: Pillow resizing and "
+        "the integer boxes and cut scores it writes; its arithmetic: IoU +1 on the boxes as "
+        "written, P/R/F1 read at the top detection when none reaches --score-threshold, LAMR 0 "
+        "for a class never detected); eval_callback: the original training's EvalCallback "
+        "(confidence 0.05, letterbox, top 100 boxes per image), scored as original",
     )
     p.add_argument(
         "--score-threshold",
@@ -354,10 +359,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="score for precision/recall/F1 (default 0.5)",
     )
-    p.add_argument("--confidence", type=float, default=0.001)
-    p.add_argument("--nms-iou", type=float, default=0.5)
-    p.add_argument("--max-per-class", type=int, default=100)
-    p.add_argument("--letterbox", action="store_true")
+    protocol_default = "default: the --protocol's"
+    p.add_argument(
+        "--confidence", type=float, help=f"0.001 for voc and original ({protocol_default})"
+    )
+    p.add_argument("--nms-iou", type=float, help=f"0.5 ({protocol_default})")
+    p.add_argument("--max-per-class", type=int, help=f"100 ({protocol_default})")
+    p.add_argument("--max-detections", type=int, help="boxes per image (eval_callback: 100)")
+    p.add_argument(
+        "--letterbox",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the aspect ratio (eval_callback) or stretch (voc, original)",
+    )
+    p.add_argument(
+        "--resize-filter",
+        choices=list(RESIZE_FILTERS),
+        help="opencv (voc) or pillow (original, eval_callback)",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-coco", action="store_true", help="skip the COCO figures")
     p.add_argument(

@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from attnyolo.data.datasets import load_dataset  # noqa: E402
 from attnyolo.data.pipeline import DetectionSequence, loader_throughput  # noqa: E402
@@ -60,6 +61,18 @@ def train_throughput(model: YOLOv4Tiny, batches: list, steps: int) -> float:
     return images / (time.perf_counter() - start)
 
 
+def padded(batches: list, max_boxes: int) -> list:
+    """The same batches with the boxes padded to `max_boxes` rows (what the loss works on)."""
+    out = []
+    for x, y in batches:
+        boxes = np.zeros((len(x), max_boxes, 4), np.float32)
+        classes = np.full((len(x), max_boxes), -1, np.int32)
+        n = min(max_boxes, y["boxes"].shape[1])
+        boxes[:, :n], classes[:, :n] = y["boxes"][:, :n], y["classes"][:, :n]
+        out.append((x, {"boxes": boxes, "classes": classes}))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=8, help="timed train steps per model")
@@ -80,16 +93,25 @@ def main() -> None:
         loader = loader_throughput(sequence, batches=min(30, len(sequence) - 1))
         batches = [sequence[i] for i in range(4)]
     rows = []
-    for attention in (None, "se", "cbam", "eca", "ca"):
+    for attention in (None, "se", "cbam", "eca", "ca", "ca_original"):
         model = YOLOv4Tiny(len(dataset.class_names), attention=attention)
-        rows.append((attention or "none", train_throughput(model, batches, args.steps)))
+        speed = train_throughput(model, padded(batches, 500), args.steps)  # the default
+        rows.append((attention or "none", speed))
     baseline = rows[0][1]
+    # The loss's box-pair work grows with the padding: the original's max_boxes (500, the
+    # default) against 100 and 20, without attention.
+    padding = []
+    for max_boxes in (500, 100, 20):
+        model = YOLOv4Tiny(len(dataset.class_names))
+        speed = train_throughput(model, padded(batches, max_boxes), args.steps)
+        padding.append((max_boxes, speed))
     lines = [
         HEADING,
         "",
         f"`python bench/bench_training.py` on {os.cpu_count()} CPU cores, Keras backend "
         f"`{keras.backend.backend()}`, data: {source}. Training: images/s of the compiled train "
-        f"step (original loss, SGD), {args.steps} timed steps after 2 warm-up steps; ratio "
+        f"step (original loss, SGD, max_boxes 500), {args.steps} timed steps after 2 warm-up "
+        "steps; ratio "
         "against no attention in the same run. Loader: images/s that `DetectionSequence` "
         f"delivers with mosaic 0.5 and mixup 0.5 on {args.workers} threads, alone; loader / "
         "training above 1 means the loader keeps up (in `fit` both share the cores).",
@@ -102,6 +124,17 @@ def main() -> None:
             f"| {attention} | {speed:.2f} | {speed / baseline:.2f} | {loader:.1f} | "
             f"{loader / speed:.1f} |"
         )
+    lines += [
+        "",
+        "The loss works on the boxes padded to `max_boxes` (no attention, the same batches, "
+        f"at most {max(int((y['classes'] >= 0).sum(1).max()) for _, y in batches)} real boxes "
+        "per image):",
+        "",
+        "| max_boxes | training img/s | ratio to 500 |",
+        "|---:|---:|---:|",
+    ]
+    for max_boxes, speed in padding:
+        lines.append(f"| {max_boxes} | {speed:.2f} | {speed / padding[0][1]:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     write_section(args.output, HEADING, text)

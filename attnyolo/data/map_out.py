@@ -16,30 +16,18 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from attnyolo.data._common import ClassNames, Report, counted, read_class_names
-from attnyolo.data.records import Dataset, Record
+from attnyolo.data.records import Dataset, TextRecord
 
 GROUND_TRUTH = "ground-truth"
 DETECTION_RESULTS = "detection-results"
 
 _GT_FORMAT = "'class x1 y1 x2 y2' or 'class x1 y1 x2 y2 difficult'"
 _DETECTION_FORMAT = "'class score x1 y1 x2 y2'"
-
-
-@dataclass
-class TextRecord(Record):
-    """A `Record` whose boxes stay float64 as parsed from text (a plain `Record` stores float32),
-    so that evaluation sees the very values the original's `get_map` compares."""
-
-    def __post_init__(self) -> None:
-        exact = np.asarray(self.boxes, np.float64).reshape(-1, 4)
-        super().__post_init__()
-        self.boxes = exact
 
 
 def is_map_out(path: Path) -> bool:

@@ -51,12 +51,26 @@ class Record:
 
 
 @dataclass
+class TextRecord(Record):
+    """A `Record` whose boxes stay float64 as written in a text file (a plain `Record` stores
+    float32) and in the file's own convention, so that evaluation under the original scripts'
+    protocol sees the very values their `get_map` compares."""
+
+    def __post_init__(self) -> None:
+        exact = np.asarray(self.boxes, np.float64).reshape(-1, 4)
+        super().__post_init__()
+        self.boxes = exact
+
+
+@dataclass
 class Dataset:
-    """Records of one split plus the class names their class indices refer to."""
+    """Records of one split plus the class names their class indices refer to; `split` names
+    the split where the reader knows it."""
 
     records: list[Record]
     class_names: list[str]
     source: str = ""
+    split: str | None = None
 
     def __len__(self) -> int:
         return len(self.records)

@@ -20,7 +20,7 @@ from attnyolo.data._common import (
     image_size,
     read_class_names,
 )
-from attnyolo.data.records import Dataset, Record
+from attnyolo.data.records import Dataset, Record, TextRecord
 
 _BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
 
@@ -42,6 +42,8 @@ def read_voc(
     root: str | os.PathLike | Sequence[str | os.PathLike],
     split: str = "trainval",
     class_names: ClassNames = None,
+    *,
+    as_written: bool = False,
 ) -> Dataset:
     """Reads a PASCAL VOC split: `JPEGImages/`, `Annotations/*.xml`, `ImageSets/Main/<split>.txt`.
 
@@ -59,6 +61,10 @@ def read_voc(
             sorted names found in this split's XMLs, which can differ between splits: pass the
             names to get the same ids in training and evaluation. Boxes of other classes are
             skipped.
+        as_written: keep the boxes as the XML writes them (1-based inclusive pixels, float64,
+            not clipped to the image; only non-finite or inverted boxes are dropped), in
+            `TextRecord`s: the ground truth the original `get_map.py` compares, for
+            `protocol="original"` evaluation. Not for training.
 
     Returns:
         A `Dataset` whose `source` is the root (comma-joined roots); image ids are file stems.
@@ -113,18 +119,34 @@ def read_voc(
             detail = f"{counted(skipped, 'box')} of unknown classes {unknown} skipped"
             report.warn(xml, "unknown class", detail, skipped)
         boxes = np.array([obj.box for obj in objects], np.float64).reshape(-1, 4)
+        classes = np.array([index[obj.name] for obj in objects], np.int64)
+        difficult = np.array([obj.difficult for obj in objects], bool)
+        if as_written:
+            with np.errstate(invalid="ignore"):
+                keep = np.isfinite(boxes).all(axis=1) & (boxes[:, 2:] >= boxes[:, :2]).all(axis=1)
+            if not keep.all():
+                report.warn(xml, "box dropped", "non-finite or inverted boxes dropped")
+            records.append(
+                TextRecord(
+                    image,
+                    boxes[keep],
+                    classes[keep],
+                    difficult[keep],
+                    image_id=xml.stem,
+                    size=size,
+                )
+            )
+            continue
         # VOC pixels are 1-based and inclusive: xmin=1, xmax=10 covers the first ten pixels,
         # which span 0.0..10.0 in continuous coordinates, so only the minima move.
         boxes[:, :2] -= 1.0
-        classes = np.array([index[obj.name] for obj in objects], np.int64)
-        difficult = np.array([obj.difficult for obj in objects], bool)
         boxes, classes, difficult = clean_boxes(boxes, classes, difficult, size, xml, report)
         if not len(boxes):
             report.warn(xml, "no boxes", "no boxes; kept as an image without objects")
         records.append(Record(image, boxes, classes, difficult, image_id=xml.stem, size=size))
     ensure_unique_ids(records)
     report.finish(records)
-    return Dataset(records, list(names), source)
+    return Dataset(records, list(names), source, split)
 
 
 def voc_roots(root: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:

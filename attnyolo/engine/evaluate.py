@@ -24,8 +24,8 @@ import numpy as np
 from tqdm import tqdm
 
 from attnyolo.data.datasets import coco_category_ids
-from attnyolo.data.images import ImageError, load_image
-from attnyolo.data.records import Dataset
+from attnyolo.data.images import DEFAULT_RESIZE_FILTER, ImageError, load_image
+from attnyolo.data.records import Dataset, TextRecord
 from attnyolo.engine.detection_files import write_map_out
 from attnyolo.engine.plots import plot_bars, plot_pr_curve, safe_name
 from attnyolo.engine.predict import Predictor
@@ -40,8 +40,36 @@ from attnyolo.metrics.voc import VOCResult, evaluate_voc
 from attnyolo.models.decoder import Detections
 from attnyolo.utils import atomic_write
 
-# The original get_map.py's detection settings; training's validation uses the same.
-DETECTION_DEFAULTS = {"confidence": 0.001, "nms_iou": 0.5, "max_per_class": 100, "letterbox": False}
+# How each protocol detects and scores. "voc": the original get_map.py's detection settings,
+# attnyolo's output (float boxes clipped to the image) and the VOC devkit's arithmetic; training's
+# validation uses the same by default. "original": get_map.py to the number: its settings, Pillow
+# resizing, boxes and scores as yolo.py's get_map_txt writes them, get_map's arithmetic.
+# "eval_callback": the original train.py's EvalCallback (confidence 0.05, letterbox, the top 100
+# boxes of an image), scored with get_map (the fallback it uses, pycocotools not being among the
+# original's requirements).
+_GET_MAP = {"confidence": 0.001, "nms_iou": 0.5, "max_per_class": 100, "letterbox": False}
+_AS_WRITTEN = {"resize_filter": "pillow", "original_output": True}
+PROTOCOLS = {
+    "voc": {"metric": "voc", "detection": _GET_MAP},
+    "original": {"metric": "original", "detection": {**_GET_MAP, **_AS_WRITTEN}},
+    "eval_callback": {
+        "metric": "original",
+        "detection": {
+            **_GET_MAP,
+            "confidence": 0.05,
+            "letterbox": True,
+            "max_detections": 100,
+            **_AS_WRITTEN,
+        },
+    },
+}
+DETECTION_DEFAULTS = PROTOCOLS["voc"]["detection"]
+
+
+def _protocol(name: str) -> dict:
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]
 
 
 @dataclass
@@ -67,17 +95,24 @@ def detect(
     nms_iou: float = DETECTION_DEFAULTS["nms_iou"],
     max_per_class: int = DETECTION_DEFAULTS["max_per_class"],
     letterbox: bool = DETECTION_DEFAULTS["letterbox"],
+    max_detections: int | None = None,
+    resize_filter: str = DEFAULT_RESIZE_FILTER,
+    original_output: bool = False,
     batch_size: int = 8,
     progress: bool = True,
 ) -> list[Detections | None]:
     """Runs the detector over every record, in batches, reading the next images in threads while
-    the model runs. An unreadable image is reported (a warning naming it) and gets None."""
+    the model runs. An unreadable image is reported (a warning naming it) and gets None. The
+    options are `Predictor`'s."""
     predictor = Predictor(
         model,
         confidence=confidence,
         nms_iou=nms_iou,
         max_per_class=max_per_class,
+        max_detections=max_detections,
         letterbox=letterbox,
+        resize_filter=resize_filter,
+        original_output=original_output,
         batch_size=batch_size,
     )
 
@@ -160,8 +195,9 @@ def evaluate(
 ) -> Evaluation:
     """VOC and COCO figures of `detections` (aligned with `dataset.records`; None = skipped).
 
-    `protocol` is "voc" or "original" (the original scripts' `get_map`, whose IoU adds 1 to the
-    boxes' sizes: give it boxes as the original's text files hold them, e.g. a map_out folder).
+    `protocol` is "voc", "original" or "eval_callback" (`PROTOCOLS`); the last two score with
+    the original scripts' `get_map`, whose IoU adds 1 to the boxes' sizes: give it boxes as the
+    original's text files hold them (a map_out folder, `original_ground_truth`).
     """
     if len(detections) != len(dataset.records):
         raise ValueError(f"{len(detections)} detection sets for {len(dataset.records)} images")
@@ -177,7 +213,7 @@ def evaluate(
         iou_threshold=iou_threshold,
         use_07_metric=use_07_metric,
         score_threshold=score_threshold,
-        protocol=protocol,
+        protocol=_protocol(protocol)["metric"],
     )
     coco_result = None
     if coco:
@@ -237,29 +273,59 @@ def _nanmean(values) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def original_ground_truth(dataset: Dataset) -> Dataset:
+    """The ground truth the original's get_map.py compares: a VOC split re-read with its boxes as
+    the XML writes them (`read_voc(as_written=True)`: 1-based, not clipped); other data sets as
+    they are (map_out folders and annotation lines are read as written already)."""
+    from attnyolo.data.voc import is_voc_root, read_voc
+
+    source = Path(dataset.source) if dataset.source else None
+    if source is None or dataset.split is None or not is_voc_root(source):
+        return dataset
+    if dataset.records and all(isinstance(r, TextRecord) for r in dataset.records):
+        return dataset  # read as written already
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reported once already, when the split was read
+        written = read_voc(source, dataset.split, dataset.class_names, as_written=True)
+    ids = [r.image_id for r in dataset.records]
+    if [r.image_id for r in written.records] != ids:
+        raise ValueError(f"{source}: the {dataset.split} split changed while being evaluated")
+    return written
+
+
 def evaluate_model(
     model,
     dataset: Dataset,
     *,
-    confidence: float = DETECTION_DEFAULTS["confidence"],
-    nms_iou: float = DETECTION_DEFAULTS["nms_iou"],
-    max_per_class: int = DETECTION_DEFAULTS["max_per_class"],
-    letterbox: bool = DETECTION_DEFAULTS["letterbox"],
+    protocol: str = "voc",
+    confidence: float | None = None,
+    nms_iou: float | None = None,
+    max_per_class: int | None = None,
+    letterbox: bool | None = None,
+    max_detections: int | None = None,
+    resize_filter: str | None = None,
     batch_size: int = 8,
     progress: bool = True,
-    protocol: str = "voc",
     **evaluate_options,
 ) -> Evaluation:
-    """Detection over `dataset` with the original get_map.py's settings, then `evaluate` under
-    `protocol` ("voc" or "original")."""
-    detection = {
+    """Detection over `dataset` with the settings of `protocol` (`PROTOCOLS`; "voc": the
+    original get_map.py's), each overridden where given, then `evaluate` under `protocol`."""
+    given = {
         "confidence": confidence,
         "nms_iou": nms_iou,
         "max_per_class": max_per_class,
         "letterbox": letterbox,
+        "max_detections": max_detections,
+        "resize_filter": resize_filter,
+    }
+    detection = {
+        **_protocol(protocol)["detection"],
+        **{k: v for k, v in given.items() if v is not None},
     }
     detections = detect(model, dataset, batch_size=batch_size, progress=progress, **detection)
     settings = {**detection, "input_size": list(model.input_size)}
+    if protocol != "voc":
+        dataset = original_ground_truth(dataset)
     return evaluate(dataset, detections, settings=settings, protocol=protocol, **evaluate_options)
 
 
@@ -453,6 +519,9 @@ def evaluate_files(
     dataset = load_dataset(
         data, split=split, class_names=names, require_images=detector is not None
     )
+    if protocol != "voc":
+        # The original compares the boxes as written; map_out and report see the same ones.
+        dataset = original_ground_truth(dataset)
     if detections is not None and Path(detections).is_dir():
         missing = images_without_text_detections(detections, dataset)
         if missing:

@@ -37,6 +37,11 @@ class Predictor:
         resize_filter: the bicubic resize, `"opencv"` or `"pillow"` (the original's); best the
             one the model was trained with. See `attnyolo.data.images`.
         batch_size: images per forward pass.
+        original_output: boxes and scores as the original scripts' evaluation writes them to
+            its map_out text files (`yolo.py`, `get_map_txt`): the letterbox undone with the
+            original's rounded size and unfloored offset, boxes not clipped to the image, each
+            coordinate cut to an integer by `int()`, each score cut to the first 6 characters of
+            its float32 text. For `attnyolo evaluate --protocol original`.
     """
 
     def __init__(
@@ -49,8 +54,10 @@ class Predictor:
         max_detections: int | None = None,
         batch_size: int = 8,
         resize_filter: str = DEFAULT_RESIZE_FILTER,
+        original_output: bool = False,
     ):
         self.model = model
+        self.original_output = bool(original_output)
         self.letterbox = letterbox
         self.resize_filter = check_resize_filter(resize_filter)
         self.batch_size = batch_size
@@ -60,11 +67,14 @@ class Predictor:
             nms_iou=nms_iou,
             max_per_class=max_per_class,
             max_detections=max_detections,
+            clip=not self.original_output,
         )
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sizer = letterbox if self.letterbox else resize
         sized, transform = sizer(image, self.model.input_size, resize_filter=self.resize_filter)
+        if self.original_output and self.letterbox:
+            transform = _original_letterbox_transform(image.shape[:2], self.model.input_size)
         return sized.astype(np.float32) / 255.0, transform
 
     def forward(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -86,8 +96,31 @@ class Predictor:
             batch = np.stack([p[0] for p in prepared])
             heads = self.forward(batch)
             sizes = [image.shape[:2] for image in chunk]
-            results += self.decoder(heads, sizes, np.stack([p[1] for p in prepared]))
+            found = self.decoder(heads, sizes, np.stack([p[1] for p in prepared]))
+            results += [as_written_by_original(d) for d in found] if self.original_output else found
         return results
+
+
+def _original_letterbox_transform(image_size, input_size) -> np.ndarray:
+    """How the original's decoder undoes a letterbox (`yolo_correct_boxes`): the resized image
+    is taken as `round(size * scale)` (half to even, as `tf.round`) and centred at half the
+    padding, unfloored; the image itself was pasted at `int()` sizes and floored offsets, so the
+    original's boxes are off by up to about a pixel of the input."""
+    (ih, iw), (h, w) = image_size, input_size
+    scale = min(h / ih, w / iw)
+    nh, nw = np.round(ih * scale), np.round(iw * scale)
+    return np.array([nw / iw, nh / ih, (w - nw) / 2, (h - nh) / 2], np.float64)
+
+
+def as_written_by_original(detections: Detections) -> Detections:
+    """Detections as the original's `get_map_txt` writes them: `int()` of each coordinate (toward
+    zero) and `str(score)[:6]` of the float32 score."""
+    scores = [float(str(np.float32(s))[:6]) for s in detections.scores]
+    return Detections(
+        np.trunc(detections.boxes).astype(np.float64),
+        np.asarray(scores, np.float64),
+        detections.classes,
+    )
 
 
 def _replicas(model) -> int:

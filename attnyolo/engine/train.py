@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -26,7 +27,7 @@ from attnyolo.data.datasets import load_dataset
 from attnyolo.data.images import check_resize_filter
 from attnyolo.data.pipeline import DetectionSequence
 from attnyolo.engine.distribute import distribution_scope, resolve_strategy
-from attnyolo.engine.evaluate import evaluate_model
+from attnyolo.engine.evaluate import PROTOCOLS, evaluate_model
 from attnyolo.layers.registry import attention_spec_name
 from attnyolo.losses import YoloLoss
 from attnyolo.models.batchnorm import recalibrate_batchnorm
@@ -47,12 +48,25 @@ def default_config() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+# YAML 1.1, which PyYAML reads, takes `5e-4` (no dot) for a string; people write it that way.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _numbers(value: Any) -> Any:
+    """`value` with strings such as "5e-4" read as the numbers they are, inside lists too."""
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
+
+
 def parse_override(item: str) -> tuple[str, Any]:
     """`key=value` with the value read as YAML (numbers, booleans, lists, null)."""
     if "=" not in item:
         raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
     key, value = item.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    return key.strip(), _numbers(yaml.safe_load(value))
 
 
 def resolve_config(config_file: str | os.PathLike | None = None, **overrides) -> dict[str, Any]:
@@ -66,7 +80,7 @@ def resolve_config(config_file: str | os.PathLike | None = None, **overrides) ->
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: a config file is a mapping of settings")
-        layers.append((str(path), loaded))
+        layers.append((str(path), {k: _numbers(v) for k, v in loaded.items()}))
     layers.append(("overrides", {k: v for k, v in overrides.items()}))
     for source, values in layers:
         unknown = sorted(set(values) - set(config))
@@ -101,6 +115,10 @@ def _check_config(config: dict[str, Any]) -> None:
     if not isinstance(config["bn_recalibration"], int) or config["bn_recalibration"] < 0:
         raise ValueError(
             f"bn_recalibration is a number of batches >= 0, got {config['bn_recalibration']!r}"
+        )
+    if config["val_protocol"] not in PROTOCOLS:
+        raise ValueError(
+            f"val_protocol must be one of {', '.join(PROTOCOLS)}, got {config['val_protocol']!r}"
         )
     if config["weight_decay_type"] not in (None, *WEIGHT_DECAY_TYPES):
         raise ValueError(
@@ -322,6 +340,7 @@ def loss_for(config: dict[str, Any], model: YOLOv4Tiny) -> YoloLoss:
         ignore_threshold=config["ignore_threshold"],
         label_smoothing=config["label_smoothing"],
         focal=config["focal_loss"],
+        ciou_alpha_gradient=config["ciou_alpha_gradient"],
     )
 
 
@@ -405,7 +424,17 @@ class RunCallback(keras.callbacks.Callback):
         if self.config["bn_recalibration"] and (validate or last or keep):
             self._recalibrate(epoch)
         if validate:
-            evaluation = evaluate_model(self.model, self.val_dataset, progress=False, coco=False)
+            protocol = self.config["val_protocol"]
+            # voc: resized as in training; the original's protocols resize as the original.
+            resize = self.config["resize_filter"] if protocol == "voc" else None
+            evaluation = evaluate_model(
+                self.model,
+                self.val_dataset,
+                protocol=protocol,
+                resize_filter=resize,
+                progress=False,
+                coco=False,
+            )
             logs["val_map50"] = evaluation.map50
             print(f"\nepoch {epoch + 1}: validation mAP@0.5 = {evaluation.map50 * 100:.2f}%")
         weights = self.run / "weights"

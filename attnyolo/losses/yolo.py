@@ -40,13 +40,14 @@ def _aspect_angle(box):
     return ops.arctan2(box[..., 2], ops.maximum(box[..., 3], _EPS))
 
 
-def box_ciou(pred, target):
+def box_ciou(pred, target, alpha_gradient: bool = False):
     """Complete IoU of matching boxes given as (..., 4) centre x, centre y, width, height.
 
     `CIoU = IoU - rho^2 / c^2 - alpha * v`, rho the distance between the centres, c the diagonal
     of the smallest box enclosing both, `v = 4 / pi^2 (atan(w_t / h_t) - atan(w / h))^2` and
     `alpha = v / (1 - IoU + v)`. `alpha` is a constant for the gradient (`stop_gradient`), as in
-    the CIoU authors' code and YOLOv5's; its value is the original's.
+    the CIoU authors' code and YOLOv5's, unless `alpha_gradient` (the original scripts let the
+    gradient through it); its value is the same either way.
 
     Returns:
         The CIoU, of shape `(...)`.
@@ -61,7 +62,9 @@ def box_ciou(pred, target):
     enclose_wh = ops.maximum(ops.maximum(pred_max, true_max) - ops.minimum(pred_min, true_min), 0.0)
     diagonal = ops.sum(ops.square(enclose_wh), axis=-1)
     v = 4.0 / math.pi**2 * ops.square(_aspect_angle(pred) - _aspect_angle(target))
-    alpha = ops.stop_gradient(v / ops.maximum(1.0 - iou + v, _EPS))
+    alpha = v / ops.maximum(1.0 - iou + v, _EPS)
+    if not alpha_gradient:
+        alpha = ops.stop_gradient(alpha)
     return iou - centre_distance / ops.maximum(diagonal, _EPS) - alpha * v
 
 
@@ -157,10 +160,10 @@ class YoloLoss:
     as in the original.
 
     Deviations from the original scripts: a centre on the far edge goes to the last cell rather
-    than past the grid (the original's data loader never makes one); `alpha` in CIoU carries no
-    gradient (its value is the original's; YOLOv5 and the CIoU authors detach it too); the
-    original's focal option also multiplies the objectness loss by 10 (`focal_loss_ratio`), here
-    left to `obj_weight`.
+    than past the grid (the original's data loader never makes one); by default `alpha` in CIoU
+    carries no gradient (its value is the original's; YOLOv5 and the CIoU authors detach it too;
+    `ciou_alpha_gradient=True` is the original's); the original's focal option also multiplies
+    the objectness loss by 10 (`focal_loss_ratio`), here left to `obj_weight`.
 
     Args:
         anchors: `(width, height)` pairs in input pixels.
@@ -183,6 +186,7 @@ class YoloLoss:
         objectness_target: `"one"` (the original) or `"iou"` (YOLOv5).
         obj_normalization: `"non_ignored"` (the original: positives plus kept negatives) or
             `"all"` (YOLOv5: the mean over every slot of the head).
+        ciou_alpha_gradient: let the gradient through CIoU's `alpha`, as the original does.
 
     Call arguments:
         boxes: `(batch, max_boxes, 4)` x1, y1, x2, y2 in input pixels (after letterboxing).
@@ -233,6 +237,7 @@ class YoloLoss:
         anchor_threshold: float = 4.0,
         objectness_target: str = "one",
         obj_normalization: str = "non_ignored",
+        ciou_alpha_gradient: bool = False,
     ):
         size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         if len(size) != 2 or min(size) <= 0:
@@ -282,6 +287,7 @@ class YoloLoss:
         self.obj_weight = 5.0 * height * width / 416**2 if obj_weight is None else float(obj_weight)
         self.cls_weight = self.num_classes / 80 if cls_weight is None else float(cls_weight)
         self.anchor_threshold = float(anchor_threshold)
+        self.ciou_alpha_gradient = bool(ciou_alpha_gradient)
         self._match = {"original": self._original_matches, "yolov5": self._yolov5_matches}[
             assignment
         ]
@@ -319,6 +325,7 @@ class YoloLoss:
             "anchor_threshold": self.anchor_threshold,
             "objectness_target": self.objectness_target,
             "obj_normalization": self.obj_normalization,
+            "ciou_alpha_gradient": self.ciou_alpha_gradient,
         }
 
     def __call__(self, boxes, classes, heads) -> tuple[Any, dict[str, Any]]:
@@ -429,7 +436,7 @@ class YoloLoss:
         class_target = class_target * (1.0 - ls) + ls / self.num_classes
 
         num_pos = ops.maximum(ops.sum(positive), 1.0)
-        ciou = box_ciou(pred, target_box)
+        ciou = box_ciou(pred, target_box, self.ciou_alpha_gradient)
         box_loss = self.box_weight * ops.sum(positive * (1.0 - ciou)) / num_pos
 
         # Ignore negatives that already overlap some true box well: not background to learn.

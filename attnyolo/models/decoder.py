@@ -123,6 +123,8 @@ class YoloDecoder:
         nms_iou: class-wise NMS IoU threshold (the original's `nms_iou`, 0.3).
         max_per_class: at most this many boxes per class (the original's `max_boxes`, 100).
         max_detections: at most this many boxes per image overall, by score (None: no cap).
+        clip: clip the boxes to the image (the original scripts do not; their evaluation writes
+            unclipped boxes).
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class YoloDecoder:
         nms_iou: float = 0.3,
         max_per_class: int = 100,
         max_detections: int | None = None,
+        clip: bool = True,
     ):
         self.anchors = np.asarray(anchors, np.float32)
         self.anchor_masks = [list(m) for m in anchor_masks]
@@ -146,6 +149,7 @@ class YoloDecoder:
         self.nms_iou = float(nms_iou)
         self.max_per_class = int(max_per_class)
         self.max_detections = max_detections
+        self.clip = bool(clip)
 
     @classmethod
     def from_model(cls, model, **kwargs) -> YoloDecoder:
@@ -218,5 +222,8 @@ class YoloDecoder:
         if self.max_detections is not None:
             keep = keep[: self.max_detections]
         ih, iw = image_size
-        boxes = np.clip(boxes[keep], 0, [iw, ih, iw, ih]).astype(np.float32)
+        boxes = boxes[keep]
+        if self.clip:
+            boxes = np.clip(boxes, 0, [iw, ih, iw, ih])
+        boxes = boxes.astype(np.float32)
         return Detections(boxes, scores[keep].astype(np.float32), class_idx[keep].astype(np.int64))

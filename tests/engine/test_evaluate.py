@@ -404,3 +404,152 @@ def test_coco_json_without_its_images_evaluates_given_detections(tmp_path):
     assert report["voc"]["map"] == 1.0 and report["coco"]["AP"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no usable image"):
         load_dataset(tmp_path / "instances.json")
+
+
+def _original_correct_boxes(box_xy, box_wh, input_shape, image_shape, letterbox):
+    """NumPy port of the original's `yolo_correct_boxes` (utils/utils_bbox.py): normalised
+    centre/size in the input -> top, left, bottom, right in image pixels."""
+    box_yx, box_hw = box_xy[..., ::-1], box_wh[..., ::-1]
+    input_shape = np.asarray(input_shape, np.float64)
+    image_shape = np.asarray(image_shape, np.float64)
+    if letterbox:
+        new_shape = np.round(image_shape * np.min(input_shape / image_shape))
+        offset = (input_shape - new_shape) / 2.0 / input_shape
+        scale = input_shape / new_shape
+        box_yx = (box_yx - offset) * scale
+        box_hw = box_hw * scale
+    mins, maxes = box_yx - box_hw / 2.0, box_yx + box_hw / 2.0
+    boxes = np.concatenate([mins[..., 0:1], mins[..., 1:2], maxes[..., 0:1], maxes[..., 1:2]], -1)
+    return boxes * np.concatenate([image_shape, image_shape])
+
+
+@pytest.mark.parametrize("letterbox", [False, True])
+def test_original_output_is_what_get_map_txt_writes(shared_data, letterbox):
+    # An untrained model's boxes reach past the image edges: the original neither clips them
+    # nor keeps their fractions, and cuts each score to 6 characters of its float32 text.
+    from attnyolo.data import load_image
+    from attnyolo.engine.predict import Predictor, _original_letterbox_transform
+    from attnyolo.models.decoder import YoloDecoder
+
+    model = confident_model(VOC_NAMES)
+    image = load_image(shared_data / "voc20/VOC2007/JPEGImages" / "000000000139.jpg")
+    settings = dict(confidence=0.3, nms_iou=0.5, letterbox=letterbox, resize_filter="pillow")
+    found = Predictor(model, original_output=True, **settings)([image])[0]
+    plain = Predictor(model, **settings)([image])[0]
+    assert len(found) == len(plain) > 0
+    assert np.all(found.boxes == np.trunc(found.boxes))
+    ih, iw = image.shape[:2]
+    assert (found.boxes[:, :2] < 0).any() or (found.boxes[:, 2:] > [iw, ih]).any()
+    expected = [float(str(np.float32(s))[:6]) for s in plain.scores]
+    np.testing.assert_array_equal(found.scores, expected)
+    # The boxes: the unclipped decode, mapped back as the original's yolo_correct_boxes does.
+    predictor = Predictor(model, **settings)
+    batch, transform = predictor.preprocess(image)
+    if letterbox:
+        transform = _original_letterbox_transform((ih, iw), model.input_size)
+    decoder = YoloDecoder.from_model(model, confidence=0.3, nms_iou=0.5, clip=False)
+    unclipped = decoder(predictor.forward(batch[None]), [(ih, iw)], transform[None])[0]
+    np.testing.assert_array_equal(found.boxes, np.trunc(unclipped.boxes))
+
+
+@pytest.mark.parametrize("image_size", [(480, 640), (427, 640), (640, 361), (333, 500)])
+@pytest.mark.parametrize("letterbox", [False, True])
+def test_original_box_mapping_equals_yolo_correct_boxes(image_size, letterbox):
+    from attnyolo.data.images import letterbox as letterbox_image
+    from attnyolo.data.images import resize
+
+    input_size = (416, 416)
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 416, (50, 2))
+    wh = rng.uniform(1, 300, (50, 2))
+    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)  # x1y1x2y2 in input pixels
+    expected = _original_correct_boxes(xy / 416, wh / 416, input_size, image_size, letterbox)
+    if letterbox:
+        from attnyolo.engine.predict import _original_letterbox_transform
+
+        transform = _original_letterbox_transform(image_size, input_size)
+    else:
+        transform = resize(np.zeros((*image_size, 3), np.uint8), input_size)[1]
+    sx, sy, px, py = transform
+    mapped = (boxes - [px, py, px, py]) / [sx, sy, sx, sy]
+    np.testing.assert_allclose(mapped[:, [1, 0, 3, 2]], expected, rtol=0, atol=1e-9)
+    if letterbox:
+        # attnyolo's own inverse is the image's exact one; the original's takes the resized
+        # size rounded instead of truncated and the offset unfloored: in input pixels, the
+        # original's mapping is off by up to about a pixel (two pixels in a 640 px photo).
+        ours = letterbox_image(np.zeros((*image_size, 3), np.uint8), input_size)[1]
+        back = mapped * ours[[0, 1, 0, 1]] + ours[[2, 3, 2, 3]]
+        assert 0 < np.abs(back - boxes).max() < 2.0
+
+
+def test_protocol_original_with_a_model_is_the_whole_original_pipeline(small_voc, tmp_path):
+    # attnyolo evaluate --protocol original with a model: the original's detection settings,
+    # the boxes as written, ground truth as the XML writes it; written out as a map_out folder,
+    # a port of get_map gives the same figures.
+    from attnyolo.data.map_out import read_map_out
+    from tests.metrics.get_map_port import get_map_port
+
+    model = confident_model(VOC_NAMES)
+    path = save_detector(model, tmp_path / "m.keras")
+    out = tmp_path / "report"
+    main(["evaluate", str(path), "--data", str(small_voc), "--protocol", "original"]
+         + ["-o", str(out), "--map-out", "--no-coco"])  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    settings = report["settings"]
+    assert settings["protocol"] == "original" and settings["resize_filter"] == "pillow"
+    assert (settings["confidence"], settings["letterbox"], settings["original_output"]) == (
+        0.001,
+        False,
+        True,
+    )
+    expected = get_map_port(out / "map_out", min_overlap=0.5, score_threshold=0.5)
+    assert report["voc"]["map"] == pytest.approx(expected["map"], abs=1e-12)
+    assert sum(c["num_detections"] for c in report["classes"]) > 0
+    assert len(expected["classes"]) == sum(c["num_gt"] > 0 for c in report["classes"])
+    # The ground truth is the XML's 1-based values: a raw xmin of 1 stays 1 (records hold 0).
+    written = read_map_out(out / "map_out")
+    first = written.records[0]
+    xml = ET.parse(small_voc / "Annotations" / f"{first.image_id}.xml").find("object/bndbox")
+    raw = [float(xml.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
+    assert any(np.allclose(b, raw) for b in first.boxes)
+
+
+def test_eval_callback_protocol_and_training_setting(small_voc, tmp_path):
+    from attnyolo.engine.train import resolve_config
+
+    model = confident_model(VOC_NAMES)
+    dataset = load_dataset(small_voc, "test", VOC_NAMES)
+    evaluation = evaluate_model(
+        model, dataset, protocol="eval_callback", progress=False, coco=False
+    )
+    settings = evaluation.report["settings"]
+    assert (settings["confidence"], settings["letterbox"], settings["max_detections"]) == (
+        0.05,
+        True,
+        100,
+    )
+    assert settings["protocol"] == "eval_callback"
+    assert all(d is None or len(d) <= 100 for d in evaluation.detections)
+    assert resolve_config(data="x", val_protocol="eval_callback")["val_protocol"] == "eval_callback"
+    with pytest.raises(ValueError, match="val_protocol must be one of voc, original"):
+        resolve_config(data="x", val_protocol="coco")
+
+
+def test_ground_truth_as_written_keeps_what_the_reader_repairs(shared_data):
+    # mask_voc holds a box starting at xmin 0 (outside VOC's 1-based image): attnyolo's reader
+    # clips it to the image; get_map.py compares the XML's values, 0 included.
+    from attnyolo.data.voc import read_voc
+    from attnyolo.engine.evaluate import original_ground_truth
+
+    root = shared_data / "mask_voc/VOC2007"
+    dataset = read_voc(root, "trainval")
+    written = original_ground_truth(dataset)
+    assert [r.image_id for r in written.records] == [r.image_id for r in dataset.records]
+    record = next(r for r in written.records if r.image_id == "000090")
+    assert record.boxes.dtype == np.float64 and record.boxes[:, 0].min() == 0.0
+    shifted = next(r for r in dataset.records if r.image_id == "000090")
+    assert shifted.boxes[:, 0].min() == 0.0  # clipped from -1
+    np.testing.assert_allclose(written.records[5].boxes[:, 2:], dataset.records[5].boxes[:, 2:])
+    np.testing.assert_allclose(
+        written.records[5].boxes[:, :2], dataset.records[5].boxes[:, :2] + 1, atol=1e-4
+    )

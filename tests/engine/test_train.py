@@ -21,7 +21,8 @@ def shapes(tmp_path_factory):
     return generate_shapes(tmp_path_factory.mktemp("data") / "shapes", num_images=40, seed=3)
 
 
-def config_for(shapes, tmp_path, **overrides):
+def config_for(shapes, tmp_path, defaults=(), **overrides):
+    """A small run's settings; the keys in `defaults` keep train.yaml's defaults."""
     settings = dict(
         data=str(shapes),
         classes=str(shapes / "classes.txt"),
@@ -42,7 +43,7 @@ def config_for(shapes, tmp_path, **overrides):
         workers=1,
     )
     settings.update(overrides)
-    return resolve_config(**settings)
+    return resolve_config(**{k: v for k, v in settings.items() if k not in defaults})
 
 
 def test_run_folder_checkpoints_and_resume_after_a_kill(shapes, tmp_path, monkeypatch):
@@ -78,12 +79,21 @@ def test_run_folder_checkpoints_and_resume_after_a_kill(shapes, tmp_path, monkey
     assert not list(run.rglob(".*tmp*")), "a temporary file was left behind"
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(shapes, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(shapes, tmp_path, monkeypatch, capsys):
     run = train(
-        config_for(shapes, tmp_path, name="nan", epochs=2, freeze_train=False, save_period=0),
+        config_for(
+            shapes,
+            tmp_path,
+            defaults=("freeze_train", "freeze_from_scratch"),
+            name="nan",
+            epochs=2,
+            save_period=0,
+        ),
         verbose=0,
     )
     last = (run / "weights" / "last.keras").read_bytes()
+    # No weights and the default freeze_train: nothing frozen, and the run says so.
+    assert "no weights: training from scratch, nothing frozen" in capsys.readouterr().out
     make_loss = train_module.loss_for
 
     def poisoned(config, model):

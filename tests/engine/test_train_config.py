@@ -47,6 +47,11 @@ def test_config_layers_and_errors(train_module, tmp_path):
     with pytest.raises(ValueError, match="optimizer must be"):
         train_module.resolve_config(data="x", optimizer="rmsprop")
     assert train_module.parse_override("input_size=[320, 416]") == ("input_size", [320, 416])
+    # YAML 1.1 reads 8e-3 (no dot) as a string; it is the number people mean.
+    assert train_module.parse_override("init_lr=8e-3") == ("init_lr", 0.008)
+    assert train_module.parse_override("name=1e3run") == ("name", "1e3run")
+    (tmp_path / "lr.yaml").write_text("data: x\nweight_decay: 5e-4\n")
+    assert train_module.resolve_config(tmp_path / "lr.yaml")["weight_decay"] == 5e-4
 
 
 def test_learning_rates_scale_and_clip_like_the_original(train_module):

@@ -531,3 +531,26 @@ def test_invalid_heads():
         _loss()(BOXES, CLASSES, heads[:1])
     with pytest.raises(ValueError, match=r"Head 1 must be"):
         _run(_loss(), BOXES, CLASSES, [heads[0], heads[1][..., :-1]])
+
+
+def test_ciou_alpha_gradient_is_the_original_derivative():
+    # The original lets the gradient through CIoU's alpha: its derivative is that of the CIoU
+    # formula itself, which central differences of the float64 reference give. With alpha held
+    # constant (the default) the width/height derivatives of a positive slot differ from it.
+    heads = _heads(seed=0)
+    positive = keras.ops.convert_to_numpy(_loss().targets(BOXES, CLASSES)[1]["positive"])
+    b, row, col, k = (int(i) for i in np.argwhere(positive > 0)[0])
+    found = {}
+    for alpha_gradient in (True, False):
+        grads = _gradients(_loss(ciou_alpha_gradient=alpha_gradient), BOXES, CLASSES, heads)
+        found[alpha_gradient] = [grads[1][b, row, col, k * 8 + c] for c in (2, 3)]
+    numeric = []
+    for c in (2, 3):
+        values = []
+        for step in (1e-5, -1e-5):
+            moved = [h.astype(np.float64) for h in heads]
+            moved[1][b, row, col, k * 8 + c] += step
+            values.append(reference_loss(BOXES, CLASSES, moved)[0])
+        numeric.append((values[0] - values[1]) / 2e-5)
+    np.testing.assert_allclose(found[True], numeric, rtol=2e-3)
+    assert not np.allclose(found[False], numeric, rtol=2e-2)
