@@ -72,7 +72,7 @@ def parse_ground_truth_line(line: str, where: str) -> tuple[str, list[float], bo
     name = " ".join(fields[:-4])
     if not name or len(box) != 4:
         raise ValueError(f"{where}: expected {_GT_FORMAT}, got {line!r}")
-    _check_box(box, 0.0, where)
+    check_box(box, 0.0, where)
     return name, box, difficult
 
 
@@ -90,11 +90,12 @@ def parse_detection_line(line: str, where: str) -> tuple[str, float, list[float]
     name = " ".join(parts[:-5])
     if not name or len(box) != 4:
         raise ValueError(f"{where}: expected {_DETECTION_FORMAT}, got {line!r}")
-    _check_box(box, score, where)
+    check_box(box, score, where)
     return name, score, box
 
 
-def _check_box(box: list[float], score: float, where: str) -> None:
+def check_box(box: list[float], score: float, where: str) -> None:
+    """Raises ValueError, naming `where`, for a non-finite value or inverted corners."""
     if not all(math.isfinite(v) for v in (*box, score)):
         raise ValueError(f"{where}: non-finite value in box {box} / score {score}")
     if box[2] < box[0] or box[3] < box[1]:

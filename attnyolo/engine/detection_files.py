@@ -10,14 +10,13 @@ tied scores and IoUs that sit at the threshold.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from attnyolo.data.map_out import parse_detection_line, text_files, text_lines
+from attnyolo.data.map_out import check_box, parse_detection_line, text_files, text_lines
 from attnyolo.data.records import Dataset
 from attnyolo.models.decoder import Detections
 from attnyolo.utils import atomic_write
@@ -50,13 +49,6 @@ def _image_index(dataset: Dataset) -> dict[str, int]:
         for key in (str(record.image_id), record.image.stem, record.image.name):
             index.setdefault(key, i)
     return index
-
-
-def _check_box(box: Sequence[float], score: float, where: str) -> None:
-    if not all(math.isfinite(v) for v in (*box, score)):
-        raise DetectionFileError(f"{where}: non-finite value in box {list(box)} / score {score}")
-    if box[2] < box[0] or box[3] < box[1]:
-        raise DetectionFileError(f"{where}: box {list(box)} has x2 < x1 or y2 < y1")
 
 
 def read_coco_results(
@@ -96,7 +88,10 @@ def read_coco_results(
                 f"{where}: category_id {category!r} is not one of the data set's {category_ids}"
             )
         box = (x, y, x + w, y + h)
-        _check_box(box, score, where)
+        try:
+            check_box(box, score, where)
+        except ValueError as e:
+            raise DetectionFileError(str(e)) from None
         target = collected[images[image_key]]
         target["boxes"].append(box)
         target["scores"].append(score)

@@ -49,7 +49,7 @@ from attnyolo.utils import atomic_write
 # original's requirements).
 _GET_MAP = {"confidence": 0.001, "nms_iou": 0.5, "max_per_class": 100, "letterbox": False}
 _AS_WRITTEN = {"resize_filter": "pillow", "original_output": True}
-PROTOCOLS = {
+EVALUATION_PROTOCOLS = {
     "voc": {"metric": "voc", "detection": _GET_MAP},
     "original": {"metric": "original", "detection": {**_GET_MAP, **_AS_WRITTEN}},
     "eval_callback": {
@@ -63,13 +63,15 @@ PROTOCOLS = {
         },
     },
 }
-DETECTION_DEFAULTS = PROTOCOLS["voc"]["detection"]
+DETECTION_DEFAULTS = EVALUATION_PROTOCOLS["voc"]["detection"]
 
 
 def _protocol(name: str) -> dict:
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS)}")
-    return PROTOCOLS[name]
+    if name not in EVALUATION_PROTOCOLS:
+        raise ValueError(
+            f"unknown protocol {name!r}; choose from {', '.join(EVALUATION_PROTOCOLS)}"
+        )
+    return EVALUATION_PROTOCOLS[name]
 
 
 @dataclass
@@ -195,9 +197,9 @@ def evaluate(
 ) -> Evaluation:
     """VOC and COCO figures of `detections` (aligned with `dataset.records`; None = skipped).
 
-    `protocol` is "voc", "original" or "eval_callback" (`PROTOCOLS`); the last two score with
-    the original scripts' `get_map`, whose IoU adds 1 to the boxes' sizes: give it boxes as the
-    original's text files hold them (a map_out folder, `original_ground_truth`).
+    `protocol` is "voc", "original" or "eval_callback" (`EVALUATION_PROTOCOLS`); the last two
+    score with the original scripts' `get_map`, whose IoU adds 1 to the boxes' sizes: give it
+    boxes as the original's text files hold them (a map_out folder, `original_ground_truth`).
     """
     if len(detections) != len(dataset.records):
         raise ValueError(f"{len(detections)} detection sets for {len(dataset.records)} images")
@@ -308,7 +310,7 @@ def evaluate_model(
     progress: bool = True,
     **evaluate_options,
 ) -> Evaluation:
-    """Detection over `dataset` with the settings of `protocol` (`PROTOCOLS`; "voc": the
+    """Detection over `dataset` with the settings of `protocol` (`EVALUATION_PROTOCOLS`; "voc": the
     original get_map.py's), each overridden where given, then `evaluate` under `protocol`."""
     given = {
         "confidence": confidence,

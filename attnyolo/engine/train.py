@@ -27,7 +27,11 @@ from attnyolo.data.datasets import load_dataset
 from attnyolo.data.images import check_resize_filter
 from attnyolo.data.pipeline import DetectionSequence
 from attnyolo.engine.distribute import distribution_scope, resolve_strategy
-from attnyolo.engine.evaluate import PROTOCOLS, evaluate_model
+from attnyolo.engine.evaluate import (
+    EVALUATION_PROTOCOLS,
+    evaluate_model,
+    original_ground_truth,
+)
 from attnyolo.layers.registry import attention_spec_name
 from attnyolo.losses import YoloLoss
 from attnyolo.models.batchnorm import recalibrate_batchnorm
@@ -116,10 +120,9 @@ def _check_config(config: dict[str, Any]) -> None:
         raise ValueError(
             f"bn_recalibration is a number of batches >= 0, got {config['bn_recalibration']!r}"
         )
-    if config["val_protocol"] not in PROTOCOLS:
-        raise ValueError(
-            f"val_protocol must be one of {', '.join(PROTOCOLS)}, got {config['val_protocol']!r}"
-        )
+    if config["val_protocol"] not in EVALUATION_PROTOCOLS:
+        choices = ", ".join(EVALUATION_PROTOCOLS)
+        raise ValueError(f"val_protocol must be one of {choices}, got {config['val_protocol']!r}")
     if config["weight_decay_type"] not in (None, *WEIGHT_DECAY_TYPES):
         raise ValueError(
             f"weight_decay_type must be l2, decoupled or null, got {config['weight_decay_type']!r}"
@@ -378,6 +381,18 @@ def _load_optimizer(optimizer, model, path: Path) -> bool:
     return True
 
 
+def letterboxed(dataset, input_size, batch_size: int, config: dict[str, Any]) -> DetectionSequence:
+    """The run's validation transform over `dataset`: letterboxed, no augmentation."""
+    return DetectionSequence(
+        dataset,
+        input_size,
+        batch_size,
+        train=False,
+        resize_filter=config["resize_filter"],
+        max_boxes=config["max_boxes"],
+    )
+
+
 class RunCallback(keras.callbacks.Callback):
     """At each epoch end: refuses a non-finite loss, validates (mAP through the evaluation
     issue's `evaluate_model`, with its defaults), writes checkpoints, state, CSV and plots."""
@@ -394,6 +409,9 @@ class RunCallback(keras.callbacks.Callback):
         super().__init__()
         self.run = run
         self.config = config
+        if val_dataset is not None and config["val_protocol"] != "voc" and config["eval_period"]:
+            # The original's protocols compare the boxes as written: read them once, here.
+            val_dataset = original_ground_truth(val_dataset)
         self.val_dataset = val_dataset
         self.train_dataset = train_dataset
         self.phase = phase
@@ -460,14 +478,7 @@ class RunCallback(keras.callbacks.Callback):
         rng = np.random.default_rng([self.config["seed"], epoch, 7])
         picked = [records[i] for i in sorted(rng.choice(len(records), count, replace=False))]
         subset = dataclasses.replace(self.train_dataset, records=picked)
-        batches = DetectionSequence(
-            subset,
-            self.model.input_size,
-            self.config["batch_size"],
-            train=False,
-            resize_filter=self.config["resize_filter"],
-            max_boxes=self.config["max_boxes"],
-        )
+        batches = letterboxed(subset, self.model.input_size, self.config["batch_size"], self.config)
         recalibrate_batchnorm(self.model, (batches[i] for i in range(len(batches))))
 
     def _monitor(self, logs) -> tuple[tuple[str, float] | None, bool]:
@@ -649,14 +660,7 @@ def _train_phases(config, run, resume, train_set, val_set, strategy, verbose) ->
             _load_optimizer(optimizer, model, run / "optimizer.npz")
         validation = None
         if val_set is not None and not config["eval_period"]:
-            validation = DetectionSequence(
-                val_set,
-                model.input_size,
-                batch_size,
-                train=False,
-                resize_filter=config["resize_filter"],
-                max_boxes=config["max_boxes"],
-            )
+            validation = letterboxed(val_set, model.input_size, batch_size, config)
         callbacks = [
             RunCallback(run, config, val_set, phase, config["epochs"], train_set),
             keras.callbacks.TerminateOnNaN(),

@@ -15,6 +15,19 @@ from attnyolo.layers.utils import (
 )
 
 
+def pool_directions(inputs, data_format: str, pool_rows=ops.mean, pool_columns=ops.mean):
+    """`(height, rows, columns)`: the input's height and its `(batch, H, C)` row descriptors
+    (`pool_rows` over the width) and `(batch, W, C)` column descriptors (`pool_columns` over the
+    height), in either data format."""
+    if data_format == "channels_last":
+        height = ops.shape(inputs)[1]
+        return height, pool_rows(inputs, axis=2), pool_columns(inputs, axis=1)
+    height = ops.shape(inputs)[2]
+    rows = ops.transpose(pool_rows(inputs, axis=3), (0, 2, 1))
+    columns = ops.transpose(pool_columns(inputs, axis=2), (0, 2, 1))
+    return height, rows, columns
+
+
 def apply_direction_gates(inputs, a_h, a_w, data_format: str):
     """`inputs * a_h * a_w` with `(batch, H, C)` row gates broadcast along the width and
     `(batch, W, C)` column gates along the height, in either data format."""
@@ -104,14 +117,7 @@ class CoordinateAttention(keras.layers.Layer):
         self.conv_w.build((None, None, mip))
 
     def call(self, inputs, training=None):
-        if self.data_format == "channels_last":
-            height = ops.shape(inputs)[1]
-            x_h = ops.mean(inputs, axis=2)  # (batch, H, C)
-            x_w = ops.mean(inputs, axis=1)  # (batch, W, C)
-        else:
-            height = ops.shape(inputs)[2]
-            x_h = ops.transpose(ops.mean(inputs, axis=3), (0, 2, 1))
-            x_w = ops.transpose(ops.mean(inputs, axis=2), (0, 2, 1))
+        height, x_h, x_w = pool_directions(inputs, self.data_format)  # (batch, H|W, C)
         # One sequence of H + W positions, so batch norm sees rows and columns together.
         y = self.conv1(ops.concatenate([x_h, x_w], axis=1))
         y = self.bn1(y, training=training)

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from attnyolo.layers.coord import apply_direction_gates
+from attnyolo.layers.coord import apply_direction_gates, pool_directions
 from attnyolo.layers.registry import register_attention
 from attnyolo.layers.utils import (
     check_positive,
@@ -112,14 +112,8 @@ class CoordinateAttentionOriginal(keras.layers.Layer):
         self.conv_w.build((None, None, mip))
 
     def call(self, inputs, training=None):
-        if self.data_format == "channels_last":
-            height = ops.shape(inputs)[1]
-            x_h = ops.mean(inputs, axis=2)  # (batch, H, C)
-            x_w = ops.max(inputs, axis=1)  # (batch, W, C)
-        else:
-            height = ops.shape(inputs)[2]
-            x_h = ops.transpose(ops.mean(inputs, axis=3), (0, 2, 1))
-            x_w = ops.transpose(ops.max(inputs, axis=2), (0, 2, 1))
+        # Row means, column maxima, as the scripts pool.
+        height, x_h, x_w = pool_directions(inputs, self.data_format, pool_columns=ops.max)
         # Columns first, as the scripts concatenate them; the split below still takes H first.
         y = self.conv1(ops.concatenate([x_w, x_h], axis=1))
         y = ops.relu(self.bn(y, training=training))
