@@ -28,6 +28,13 @@ def test_defaults_are_the_original_train_py(train_module):
     assert train_module.weight_decay_for(config) == ("l2", 5e-4)
 
 
+def test_bad_new_settings_are_refused(train_module):
+    with pytest.raises(ValueError, match="weight_decay_type must be l2, decoupled or null"):
+        train_module.resolve_config(data="x", weight_decay_type="adamw")
+    with pytest.raises(ValueError, match="max_boxes must be a positive integer, got 0"):
+        train_module.resolve_config(data="x", max_boxes=0)
+
+
 def test_freezing_a_random_backbone_is_refused_unless_insisted(train_module):
     with pytest.raises(ValueError, match="frozen, random backbone for 50 epochs"):
         train_module.resolve_config(data="x", freeze_train=True)
