@@ -66,6 +66,16 @@ def _classes(value: str) -> int | list[str]:
     return names
 
 
+def _class_names(value: int | list[str] | None) -> list[str] | None:
+    """`--classes` where only names mean something (a count names no class)."""
+    if isinstance(value, int):
+        raise ValueError(
+            f"--classes {value}: a count names no class; give a class-names file (one name per "
+            "line), or leave --classes out for the names in the data"
+        )
+    return value
+
+
 def _size(values: list[int]) -> tuple[int, int]:
     if len(values) not in (1, 2):
         raise ValueError(f"--input-size takes one or two numbers, got {values}")
@@ -76,6 +86,14 @@ def cmd_summary(args) -> None:
     from attnyolo.engine.summary import attention_table, format_table, summarize
 
     if args.model:
+        table = {"--input-size": args.input_size, "--classes": args.classes}
+        table.update({"--attention": args.attention, "--phi-original": args.phi_original or None})
+        given = [flag for flag, value in table.items() if value is not None]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: settings of the attention table; a model file describes "
+                "itself"
+            )
         from attnyolo.models import load_detector
 
         model = load_detector(args.model)
@@ -102,8 +120,9 @@ def cmd_summary(args) -> None:
         )
         return
     attentions = args.attention if args.attention else [None, "se", "cbam", "eca", "ca"]
-    rows = attention_table(_size(args.input_size), args.classes, attentions)
-    print(format_table(rows))
+    classes = 80 if args.classes is None else args.classes
+    rows = attention_table(_size(args.input_size or [416]), classes, attentions)
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
 
 
 def cmd_predict(args) -> None:
@@ -148,7 +167,7 @@ def cmd_evaluate(args) -> None:
         model=args.model,
         detections=args.detections,
         split=args.split,
-        class_names=args.classes,
+        class_names=_class_names(args.classes),
         output_dir=args.output,
         plots=not args.no_plots,
         map_out=args.map_out,
@@ -178,23 +197,49 @@ def cmd_train(args) -> None:
     from attnyolo.engine.train import parse_override, resolve_config, train
 
     if args.resume:
+        given = [
+            "--" + key.replace("_", "-")
+            for key, value in vars(args).items()
+            if key not in ("command", "func", "resume") and value is not None and value is not False
+        ]
+        if given:
+            raise ValueError(
+                f"--resume continues a run with the settings it was started with (its "
+                f"config.yaml); leave out {', '.join(given)}"
+            )
         run = train(resume=args.resume)
     else:
         overrides = dict(parse_override(item) for item in args.set or [])
-        for key in ("data", "attention", "epochs", "batch_size", "weights", "name", "output"):
+        for key in (
+            "data",
+            "attention",
+            "epochs",
+            "time",
+            "batch_size",
+            "weights",
+            "name",
+            "output",
+        ):
             value = getattr(args, key)
             if value is not None:
                 overrides[key] = value
         if args.input_size:
             overrides["input_size"] = list(_size(args.input_size))
-        if args.classes:
+        if args.classes is not None:
             overrides["classes"] = args.classes
         if args.distribute is not None:
             overrides["distribute"] = args.distribute
         if args.freeze_from_scratch:
             overrides["freeze_train"] = overrides["freeze_from_scratch"] = True
-        run = train(resolve_config(args.config, **overrides))
-    print(f"run folder: {run} (weights/last.keras, weights/best.keras, log.csv, loss.png)")
+        run = train(resolve_config(args.config, recipe=args.recipe, **overrides))
+    written = [
+        name
+        for name in ("weights/last.keras", "weights/best.keras", "log.csv", "loss.png", "map.png")
+        if (run / name).is_file()
+    ]
+    if (run / "evaluation" / "report.md").is_file():
+        written.append("evaluation/report.md")
+    print(f"run folder: {run} ({', '.join(written) or 'nothing written yet'})")
 
 
 def cmd_quickstart(args) -> None:
@@ -206,6 +251,8 @@ def cmd_quickstart(args) -> None:
         epochs=args.epochs,
         attention=args.attention,
         seed=args.seed,
+        minutes=args.minutes,
+        colour=args.colour,
     )
     print(
         f"\nquickstart finished in {result['seconds'] / 60:.1f} min: test mAP@0.5 = "
@@ -235,9 +282,43 @@ def cmd_data_split(args) -> None:
         trainval_percent=args.trainval,
         train_percent=args.train,
         seed=args.seed,
-        class_names=args.classes,
+        class_names=_class_names(args.classes),
+        lines_dir=args.lines,
     )
     print(format_split_table(result))
+    for key in ("lines_train", "lines_val", "lines_classes"):
+        if key in result["files"]:
+            print(f"wrote {result['files'][key]}")
+
+
+def cmd_data_shapes(args) -> None:
+    from attnyolo.data.synthetic import generate_shapes
+
+    root = generate_shapes(
+        args.output,
+        num_images=args.images,
+        size=args.size,
+        seed=args.seed,
+        splits=args.splits,
+        colour=args.colour,
+    )
+    print(f"shapes ({args.colour} colours): {root} (classes.txt, ImageSets/Main/*.txt)")
+
+
+def cmd_data_convert(args) -> None:
+    from attnyolo.data.convert import convert_dataset, format_conversion
+
+    report = convert_dataset(
+        args.source,
+        args.to,
+        args.output,
+        splits=args.split,
+        classes=args.classes,
+        link=args.link,
+        drop_difficult=args.drop_difficult,
+        overwrite=args.overwrite,
+    )
+    print(format_conversion(report))
 
 
 def cmd_create(args) -> None:
@@ -289,10 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
         "summary", help="parameters and FLOPs per attention type, or of a model file"
     )
     p.add_argument("model", nargs="?", help="a .keras detector file to describe instead")
-    p.add_argument("--input-size", type=int, nargs="+", default=[416], metavar="N")
-    p.add_argument("--classes", type=_classes, default=80, help="a count or a names file")
+    p.add_argument("--input-size", type=int, nargs="+", metavar="N", help="default 416")
+    p.add_argument("--classes", type=_classes, help="a count or a names file (default 80)")
     _add_attention_arguments(p, nargs="+")
-    p.add_argument("--json", action="store_true", help="machine-readable output for a model file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("predict", help="detect objects in images; writes labelled images + JSON")
@@ -301,7 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="predictions", help="output folder")
     p.add_argument("--confidence", type=float, default=0.5)
     p.add_argument("--nms-iou", type=float, default=0.3)
-    p.add_argument("--letterbox", action="store_true", help="keep aspect ratio, pad with grey")
+    p.add_argument(
+        "--letterbox",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the aspect ratio, padding with grey (or stretch: --no-letterbox); default: as "
+        "the model was trained (its file says: attnyolo's training letterboxes), else stretch",
+    )
     p.add_argument(
         "--resize-filter",
         choices=list(RESIZE_FILTERS),
@@ -370,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--letterbox",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="keep the aspect ratio (eval_callback) or stretch (voc, original)",
+        help="keep the aspect ratio (eval_callback) or stretch (original); voc: as the model was "
+        "trained (its file says: attnyolo's training letterboxes), else stretch",
     )
     p.add_argument(
         "--resize-filter",
@@ -394,6 +482,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=_classes, default=None, help="class-names file")
     _add_attention_arguments(p, default=None)
     p.add_argument("--input-size", type=int, nargs="+", metavar="N")
+    p.add_argument(
+        "--recipe",
+        choices=("original", "fast"),
+        help="original: the original train.py exactly (the defaults); fast: short CPU runs (see "
+        "attnyolo/configs/fast.yaml)",
+    )
+    p.add_argument(
+        "--time",
+        type=float,
+        metavar="MINUTES",
+        help="a budget for the whole run: the schedule fits it and the run ends on time",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--weights", help="start from a .keras model or Darknet .weights")
@@ -430,7 +530,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", default="runs/quickstart")
     p.add_argument("--images", type=int, default=1000)
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=10.0,
+        help="training budget (default 10; the whole quickstart takes about a minute more)",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="train this many epochs instead")
+    p.add_argument(
+        "--colour",
+        choices=("class", "random"),
+        default="class",
+        help="class (default): each class its own colour, readable off one pixel; random: "
+        "only the shape tells the class",
+    )
     _add_attention_arguments(p, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_quickstart)
@@ -458,6 +571,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the original's 2007_train.txt / 2007_val.txt here",
     )
     q.set_defaults(func=cmd_data_split)
+    q = dsub.add_parser(
+        "convert",
+        help="convert a data set (any form --data takes) to YOLO txt, VOC XML or COCO JSON",
+        description="Carries every split of the source (or those of --split) into the layout "
+        "the target tool reads natively and attnyolo reads back, and reports what the target "
+        "format cannot hold (difficult flags in YOLO, fractional boxes in VOC, ...).",
+    )
+    q.add_argument("source", help="VOC root, COCO root or JSON, YOLO data YAML or root, ...")
+    q.add_argument("--to", required=True, choices=["yolo", "voc", "coco"])
+    q.add_argument("-o", "--output", required=True, help="a new or empty folder")
+    q.add_argument(
+        "--split",
+        action="append",
+        metavar="NAME[=NEW]",
+        help="a split to carry, optionally renamed (trainval=train); repeatable; default: all",
+    )
+    q.add_argument("--classes", help="class-names file (default: the source's names)")
+    q.add_argument("--link", action="store_true", help="hard-link images instead of copying")
+    q.add_argument(
+        "--drop-difficult",
+        action="store_true",
+        help="leave difficult boxes out (default: kept; YOLO gets them as ordinary boxes)",
+    )
+    q.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier conversion in the folder"
+    )
+    q.set_defaults(func=cmd_data_convert)
+    q = dsub.add_parser(
+        "shapes", help="write the built-in synthetic shapes data set (VOC layout), no download"
+    )
+    q.add_argument("-o", "--output", required=True, help="folder that receives VOC2007/")
+    q.add_argument("--images", type=int, default=1000)
+    q.add_argument("--size", type=int, default=320, help="image side in pixels (default 320)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument(
+        "--splits",
+        type=float,
+        nargs="+",
+        default=[0.8, 0.1, 0.1],
+        metavar="F",
+        help="train, val[, test] fractions (default 0.8 0.1 0.1)",
+    )
+    q.add_argument(
+        "--colour",
+        choices=("class", "random"),
+        default="class",
+        help="class: each class its own hue family (the quickstart's); random: hue independent "
+        "of the class, so only the shape tells it",
+    )
+    q.set_defaults(func=cmd_data_shapes)
 
     p = sub.add_parser("create", help="write an untrained detector file")
     p.add_argument("-o", "--output", required=True, help="the .keras file to write")

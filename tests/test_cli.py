@@ -114,3 +114,28 @@ def test_predict_passes_the_resize_filter(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["predict", "m.keras", "a.jpg", "--resize-filter", "pil"])
     assert "choose from 'opencv', 'pillow'" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # a 12-image set is small, and says so
+def test_data_split_lines_writes_the_original_annotation_lines(tmp_path, capsys):
+    from attnyolo.data import generate_shapes, read_annotation_lines, read_voc
+
+    voc = generate_shapes(tmp_path / "shapes", num_images=12, size=64)
+    out = run(capsys, "data", "split", voc, "--classes", voc / "classes.txt", "--lines", tmp_path)
+    names = (voc / "classes.txt").read_text().split()
+    assert (tmp_path / "2007_classes.txt").read_text().split() == names
+    for split in ("train", "val"):
+        path = tmp_path / f"2007_{split}.txt"
+        assert f"wrote {path}" in out.splitlines()
+        ids = (voc / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
+        lines = read_annotation_lines(path, tmp_path / "2007_classes.txt")
+        assert [r.image.stem for r in lines.records] == ids
+        expected = read_voc(voc, split, names)
+        for got, want in zip(lines.records, expected.records, strict=True):
+            assert got.image == want.image.absolute()
+            np.testing.assert_array_equal(got.boxes, want.boxes)
+            np.testing.assert_array_equal(got.classes, want.classes)
+    for path in tmp_path.glob("2007_*.txt"):
+        path.unlink()
+    run(capsys, "data", "split", voc)  # without --lines, none
+    assert not list(tmp_path.glob("2007_*.txt"))

@@ -13,13 +13,19 @@ has to learn from the pixels rather than from where boxes usually are:
 - aspect ratios where the class allows them (ellipses and rectangles from 1:2.5 to 2.5:1, mildly
   stretched triangles, crosses and hexagons) and random rotations (always for ellipses, triangles,
   stars and hexagons; for half the rectangles and a third of the crosses);
-- a colour family per class: the hue lies within 8 (of OpenCV's 180) of the class's own hue
-  (ellipse red, rectangle yellow, triangle green, star cyan, cross blue, hexagon magenta), with
-  any saturation from 110 and brightness from 90, kept apart from the colours behind the object;
-  filled plain (60%), with a linear gradient to a shade (25%) or with stripes (15%), a third of
-  them outlined in a darker or lighter shade. Shape alone was measured too slow to learn for the
-  quickstart's minutes (class-agnostic AP50 0.78 but mAP50 0.26 after 10 epochs); colour and
-  shape together are learned in them. The distractors and backgrounds use every hue;
+- object colours in one of two modes (`colour`):
+  - `class` (the quickstart's default): a colour family per class, the hue within 8 (of
+    OpenCV's 180) of the class's own hue (ellipse red, rectangle yellow, triangle green, star
+    cyan, cross blue, hexagon magenta). A detector can then read the class off the colour of
+    one pixel: this mode measures finding objects and reading colours, not telling shapes
+    apart. Shape alone was measured too slow to learn for the old quickstart's minutes
+    (class-agnostic AP50 0.78 but mAP50 0.26 after 10 epochs).
+  - `random`: any hue for any class, drawn independently of it, so that only the outline tells
+    the classes apart: the benchmark's mode (`bench/bench_time_to_accuracy.py`).
+  In both, any saturation from 110 and brightness from 90, kept apart from the colours behind
+  the object; filled plain (60%), with a linear gradient to a shade (25%) or with stripes (15%),
+  a third of them outlined in a darker or lighter shade. The distractors and backgrounds use
+  every hue;
 - textured backgrounds: a two-colour gradient, low-frequency cloudy noise, soft blobs, and sharp
   distractors that are not objects: straight lines and arcs;
 - occlusion: a later object may cover part of an earlier one, but never more than 35% of an
@@ -56,6 +62,7 @@ import numpy as np
 from attnyolo.utils import atomic_write
 
 CLASS_NAMES = ("ellipse", "rectangle", "triangle", "star", "cross", "hexagon")
+COLOUR_MODES = ("class", "random")  # object hue: the class's own family, or independent of it
 MANIFEST = "attnyolo_synthetic.json"
 
 # Bump when the drawing changes, so that folders drawn by an older version are redrawn.
@@ -82,6 +89,7 @@ def generate_shapes(
     size: int = 320,
     seed: int = 0,
     splits: Sequence[float] = (0.8, 0.1, 0.1),
+    colour: str = "class",
 ) -> Path:
     """Writes the synthetic shapes data set (see the module docstring) and returns its VOC root.
 
@@ -98,6 +106,8 @@ def generate_shapes(
         splits: the fractions of images in train, val and (optionally) test, summing to 1; they
             take consecutive ids in that order (images are independent draws, so consecutive ids
             are as random a split as any). `trainval.txt` is train plus val.
+        colour: "class" (each class its own hue family) or "random" (hue independent of the
+            class: only shape decides); see the module docstring.
 
     Returns:
         The VOC root, `<root>/VOC2007`; `classes.txt` in it holds the class names.
@@ -117,6 +127,8 @@ def generate_shapes(
             f"splits must be 2 or 3 non-negative fractions (train, val[, test]) summing to 1, "
             f"got {tuple(splits)}"
         )
+    if colour not in COLOUR_MODES:
+        raise ValueError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {colour!r}")
     voc = Path(root) / "VOC2007"
     params = {
         "generator": "attnyolo.data.synthetic.generate_shapes",
@@ -126,6 +138,7 @@ def generate_shapes(
         "seed": int(seed),
         "splits": fractions,
         "class_names": list(CLASS_NAMES),
+        "colour": colour,
     }
     manifest = voc / MANIFEST
     previous = _read_manifest(manifest)
@@ -149,7 +162,7 @@ def generate_shapes(
     for index in range(num_images):
         image_id = f"{index:06d}"
         rng = np.random.default_rng([int(seed), index])
-        image, objects = _draw_image(rng, size, grid)
+        image, objects = _draw_image(rng, size, grid, colour == "class")
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
         if not ok:  # cv2 reports a failed encoding by a flag, not an exception
             raise RuntimeError(f"OpenCV could not encode image {image_id} as JPEG")
@@ -324,15 +337,21 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
 
 
-def _class_colour(rng: np.random.Generator, cls: int) -> np.ndarray:
-    hue = (_CLASS_HUES[cls] + rng.uniform(-_HUE_SPREAD, _HUE_SPREAD)) % 180
+def _class_colour(rng: np.random.Generator, cls: int | None) -> np.ndarray:
+    """A colour of class `cls`'s hue family; of any hue when `cls` is None."""
+    if cls is None:
+        hue = rng.uniform(0, 180)
+    else:
+        hue = (_CLASS_HUES[cls] + rng.uniform(-_HUE_SPREAD, _HUE_SPREAD)) % 180
     hsv = np.array([[[hue, rng.uniform(110, 255), rng.uniform(90, 255)]]])
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
 
 
-def _contrasting_colour(rng: np.random.Generator, behind: np.ndarray, cls: int) -> np.ndarray:
-    """A colour of the class's family far enough from `behind` to be seen; the farthest of ten
-    tries otherwise."""
+def _contrasting_colour(
+    rng: np.random.Generator, behind: np.ndarray, cls: int | None
+) -> np.ndarray:
+    """A colour of the class's family (any hue for None) far enough from `behind` to be seen;
+    the farthest of ten tries otherwise."""
     best, best_distance = None, -1.0
     for _ in range(10):
         colour = _class_colour(rng, cls)
@@ -454,9 +473,10 @@ def _overlap_ok(box: np.ndarray, placed: list[np.ndarray], covered: list[float])
 
 
 def _draw_image(
-    rng: np.random.Generator, size: int, grid
+    rng: np.random.Generator, size: int, grid, class_colours: bool = True
 ) -> tuple[np.ndarray, list[tuple[int, tuple[int, int, int, int]]]]:
-    """One BGR image and its objects as (class, VOC box)."""
+    """One BGR image and its objects as (class, VOC box); objects take their class's hue family
+    when `class_colours`, any hue otherwise."""
     image = _background(rng, size, grid)
     wanted = int(rng.integers(1, _MAX_OBJECTS + 1))
     placed: list[np.ndarray] = []
@@ -483,7 +503,7 @@ def _draw_image(
             iw = min(box[2], other[2]) - max(box[0], other[0])
             ih = min(box[3], other[3]) - max(box[1], other[1])
             covered[i] += max(iw, 0.0) * max(ih, 0.0)
-        _draw_object(rng, image, outline + centre, box, stroke, cls)
+        _draw_object(rng, image, outline + centre, box, stroke, cls if class_colours else None)
         placed.append(box)
         covered.append(0.0)
         # VOC pixels are 1-based and inclusive: the box from continuous x0..x1 covers the pixels
@@ -510,8 +530,9 @@ def _draw_object(
     outline: np.ndarray,
     box: np.ndarray,
     stroke: int,
-    cls: int,
+    hue_class: int | None,
 ) -> None:
+    """Paints one object; its colour is of `hue_class`'s family (any hue when None)."""
     x0, y0 = (np.floor(box[:2]).astype(int) - 1).clip(0)
     x1, y1 = (np.ceil(box[2:]).astype(int) + 1).clip(max=image.shape[1])
     local = outline - [x0, y0]
@@ -520,7 +541,7 @@ def _draw_object(
     crop = image[y0:y1, x0:x1]
     # The colour behind the shape itself; the whole crop's where the shape is under a pixel.
     behind = (crop[mask > 127] if (mask > 127).any() else crop.reshape(-1, 3)).mean(0)
-    colour = _contrasting_colour(rng, behind, cls)
+    colour = _contrasting_colour(rng, behind, hue_class)
     _paint(image, (int(x0), int(y0)), mask, _fill(rng, colour, mask.shape))
     if stroke:
         mask[:] = 0

@@ -96,7 +96,7 @@ def detect(
     confidence: float = DETECTION_DEFAULTS["confidence"],
     nms_iou: float = DETECTION_DEFAULTS["nms_iou"],
     max_per_class: int = DETECTION_DEFAULTS["max_per_class"],
-    letterbox: bool = DETECTION_DEFAULTS["letterbox"],
+    letterbox: bool | None = None,
     max_detections: int | None = None,
     resize_filter: str = DEFAULT_RESIZE_FILTER,
     original_output: bool = False,
@@ -311,7 +311,13 @@ def evaluate_model(
     **evaluate_options,
 ) -> Evaluation:
     """Detection over `dataset` with the settings of `protocol` (`EVALUATION_PROTOCOLS`; "voc": the
-    original get_map.py's), each overridden where given, then `evaluate` under `protocol`."""
+    original get_map.py's), each overridden where given, then `evaluate` under `protocol`.
+
+    Under "voc" a model that knows the geometry it was trained with (`model.letterbox`, which
+    attnyolo's training records) is fed that way unless `letterbox` is given; the original's
+    protocols keep their own, as the original."""
+    if letterbox is None and protocol == "voc" and getattr(model, "letterbox", None) is not None:
+        letterbox = bool(model.letterbox)
     given = {
         "confidence": confidence,
         "nms_iou": nms_iou,

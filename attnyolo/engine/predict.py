@@ -25,6 +25,12 @@ from attnyolo.models.yolo import YOLOv4Tiny
 from attnyolo.utils import atomic_path, atomic_write
 
 
+def trained_geometry(model) -> bool:
+    """Whether to letterbox for `model`: as it was trained, where its file says; else stretch
+    (the original scripts' prediction default)."""
+    return bool(getattr(model, "letterbox", None))
+
+
 class Predictor:
     """Runs a detector on RGB uint8 images of any size.
 
@@ -33,7 +39,8 @@ class Predictor:
         confidence, nms_iou, max_per_class, max_detections: see `YoloDecoder`; the defaults are
             the original scripts' prediction settings.
         letterbox: keep the aspect ratio and pad with grey (True) or stretch (False, the
-            original's default).
+            original's default); None: as the model was trained (`model.letterbox`), else
+            stretch.
         resize_filter: the bicubic resize, `"opencv"` or `"pillow"` (the original's); best the
             one the model was trained with. See `attnyolo.data.images`.
         batch_size: images per forward pass.
@@ -49,7 +56,7 @@ class Predictor:
         model: YOLOv4Tiny,
         confidence: float = 0.5,
         nms_iou: float = 0.3,
-        letterbox: bool = False,
+        letterbox: bool | None = None,
         max_per_class: int = 100,
         max_detections: int | None = None,
         batch_size: int = 8,
@@ -58,7 +65,7 @@ class Predictor:
     ):
         self.model = model
         self.original_output = bool(original_output)
-        self.letterbox = letterbox
+        self.letterbox = trained_geometry(model) if letterbox is None else bool(letterbox)
         self.resize_filter = check_resize_filter(resize_filter)
         self.batch_size = batch_size
         self.decoder = YoloDecoder.from_model(

@@ -1,20 +1,26 @@
 """`attnyolo train`: the original yolov4-tiny-keras training workflow, configured from the edge.
 
-A run folder holds everything: `config.yaml` (resolved), `weights/{last,best,epoch_NNN}.keras`
-(full detector files with their metadata), `state.json` + `optimizer.npz` (what `--resume`
-needs), `log.csv`, `loss.png`, `map.png` and TensorBoard logs. Every file is written atomically,
-so a run killed at any moment resumes from its last completed epoch.
+The pieces: settings checked once (`engine/config.py`, with the `original` and `fast` recipes),
+a plan of phases and the schedule (`engine/schedule.py`), one `RunState` handed to the one
+callback that does each epoch's bookkeeping, and the loss built in `loss_for`.
+
+A run folder holds everything: `config.yaml` (resolved), `weights/{last,best,epoch_NNN,
+minute_NNN}.keras` (full detector files with their metadata; with `ema`, the weight average),
+`state.json`, `optimizer.npz` and, with `ema`, `training_weights.npz` + `ema.npz` (what
+`--resume` needs), `log.csv`, `loss.png`, `map.png`, the last validation's `evaluation/` and
+TensorBoard logs. Every file is written atomically, so a run killed at any moment resumes from
+its last completed epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
-import re
+import time
 import warnings
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +30,32 @@ import numpy as np
 import yaml
 
 from attnyolo.data.datasets import load_dataset
-from attnyolo.data.images import check_resize_filter
 from attnyolo.data.pipeline import DetectionSequence
-from attnyolo.engine.distribute import distribution_scope, resolve_strategy
-from attnyolo.engine.evaluate import (
-    EVALUATION_PROTOCOLS,
-    evaluate_model,
-    original_ground_truth,
+from attnyolo.engine.config import (  # noqa: F401 (the training API in one place)
+    RECIPES,
+    WEIGHT_DECAY_TYPES,
+    TrainConfig,
+    check_config,
+    default_config,
+    parse_override,
+    recipe_config,
+    resolve_config,
 )
-from attnyolo.layers.registry import attention_spec_name
+from attnyolo.engine.distribute import distribution_scope, resolve_strategy
+from attnyolo.engine.evaluate import evaluate_model, original_ground_truth, write_report
+from attnyolo.engine.schedule import (  # noqa: F401
+    Phase,
+    TimeBudget,
+    WeightAverage,
+    lr_at,
+    lr_at_progress,
+    plan_phases,
+)
 from attnyolo.losses import YoloLoss
 from attnyolo.models.batchnorm import recalibrate_batchnorm
 from attnyolo.models.darknet import LoadReport, load_darknet_weights
 from attnyolo.models.saving import load_detector, save_detector
-from attnyolo.models.yolo import DEFAULT_ANCHORS, YOLOv4Tiny, normalize_input_size
+from attnyolo.models.yolo import DEFAULT_ANCHORS, YOLOv4Tiny
 from attnyolo.utils import atomic_path, atomic_write
 
 NOMINAL_BATCH = 64  # the original scales learning rates by batch / 64
@@ -45,101 +63,6 @@ NOMINAL_BATCH = 64  # the original scales learning rates by batch / 64
 
 class TrainingError(RuntimeError):
     """Training stopped for a reason the user must see (e.g. a non-finite loss)."""
-
-
-def default_config() -> dict[str, Any]:
-    text = resources.files("attnyolo.configs").joinpath("train.yaml").read_text()
-    return yaml.safe_load(text)
-
-
-# YAML 1.1, which PyYAML reads, takes `5e-4` (no dot) for a string; people write it that way.
-_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _numbers(value: Any) -> Any:
-    """`value` with strings such as "5e-4" read as the numbers they are, inside lists too."""
-    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
-        return float(value)
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    return value
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """`key=value` with the value read as YAML (numbers, booleans, lists, null)."""
-    if "=" not in item:
-        raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
-    key, value = item.split("=", 1)
-    return key.strip(), _numbers(yaml.safe_load(value))
-
-
-def resolve_config(config_file: str | os.PathLike | None = None, **overrides) -> dict[str, Any]:
-    """Defaults, then a YAML file, then overrides; unknown keys are an error that lists them."""
-    config = default_config()
-    layers = []
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ValueError(f"{path}: no such config file")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a config file is a mapping of settings")
-        layers.append((str(path), {k: _numbers(v) for k, v in loaded.items()}))
-    layers.append(("overrides", {k: v for k, v in overrides.items()}))
-    for source, values in layers:
-        unknown = sorted(set(values) - set(config))
-        if unknown:
-            raise ValueError(f"{source}: unknown settings {unknown}; known: {sorted(config)}")
-        config.update(values)
-    _check_config(config)
-    return config
-
-
-def _check_config(config: dict[str, Any]) -> None:
-    if not config["data"]:
-        raise ValueError("No data set: set `data` (a VOC root, COCO JSON, YOLO YAML, ...)")
-    if config["optimizer"] not in ("sgd", "adam", "adamw"):
-        raise ValueError(f"optimizer must be sgd, adam or adamw, got {config['optimizer']!r}")
-    if config["lr_schedule"] not in ("cos", "step"):
-        raise ValueError(f"lr_schedule must be cos or step, got {config['lr_schedule']!r}")
-    if config["assignment"] not in ("original", "yolov5"):
-        raise ValueError(f"assignment must be original or yolov5, got {config['assignment']!r}")
-    attention_spec_name(config["attention"])  # an unknown name fails here, listing the valid
-    resolve_strategy(config["distribute"])  # an unknown name, or one for another backend
-    normalize_input_size(config["input_size"])
-    check_resize_filter(config["resize_filter"])
-    classes = config["classes"]
-    if isinstance(classes, str) and not Path(classes).is_file():
-        raise ValueError(f"{classes}: no such class-names file")
-    scale = config["scale"]
-    if not (isinstance(scale, list | tuple) and len(scale) == 2 and 0 < scale[0] <= scale[1]):
-        raise ValueError(f"scale is a range [low, high] with 0 < low <= high, got {scale!r}")
-    if config["jit_compile"] not in ("auto", True, False):
-        raise ValueError(f"jit_compile must be auto, true or false, got {config['jit_compile']!r}")
-    if not isinstance(config["bn_recalibration"], int) or config["bn_recalibration"] < 0:
-        raise ValueError(
-            f"bn_recalibration is a number of batches >= 0, got {config['bn_recalibration']!r}"
-        )
-    if config["val_protocol"] not in EVALUATION_PROTOCOLS:
-        choices = ", ".join(EVALUATION_PROTOCOLS)
-        raise ValueError(f"val_protocol must be one of {choices}, got {config['val_protocol']!r}")
-    if config["weight_decay_type"] not in (None, *WEIGHT_DECAY_TYPES):
-        raise ValueError(
-            f"weight_decay_type must be l2, decoupled or null, got {config['weight_decay_type']!r}"
-        )
-    if config["freeze_train"] and not config["weights"] and not config["freeze_from_scratch"]:
-        raise ValueError(
-            "freeze_train with no weights would train the neck on a frozen, random backbone "
-            f"for {config['freeze_epoch']} epochs (the original says: never freeze when training "
-            "from scratch). Give pretrained --weights, set freeze_train false, or insist with "
-            "--freeze-from-scratch (freeze_from_scratch: true)."
-        )
-    if not isinstance(config["max_boxes"], int) or config["max_boxes"] < 1:
-        raise ValueError(f"max_boxes must be a positive integer, got {config['max_boxes']!r}")
-    if not 0 <= config["init_epoch"] < config["epochs"]:
-        raise ValueError(
-            f"need 0 <= init_epoch < epochs, got {config['init_epoch']}, {config['epochs']}"
-        )
 
 
 def learning_rates(config: dict[str, Any], batch_size: int) -> tuple[float, float]:
@@ -153,30 +76,10 @@ def learning_rates(config: dict[str, Any], batch_size: int) -> tuple[float, floa
     return init_fit, min_fit
 
 
-def lr_at(epoch: int, lr: float, min_lr: float, total: int, schedule: str = "cos") -> float:
-    """The original's per-epoch schedule: YOLOX warm-up cosine (quadratic warm-up over up to 3
-    epochs from 0.1 x lr, cosine down to min_lr, min_lr for the last up-to-15 epochs) or steps
-    (10 steps from lr to min_lr)."""
-    if schedule == "cos":
-        warmup = min(max(0.05 * total, 1), 3)
-        warmup_start = max(0.1 * lr, 1e-6)
-        flat = min(max(0.05 * total, 1), 15)
-        if epoch <= warmup:
-            return (lr - warmup_start) * (epoch / warmup) ** 2 + warmup_start
-        if epoch >= total - flat:
-            return min_lr
-        progress = (epoch - warmup) / (total - warmup - flat)
-        return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
-    steps = 10
-    decay = (min_lr / lr) ** (1 / (steps - 1))
-    return lr * decay ** (epoch // (total / steps))
-
-
 # What each optimizer gets when `weight_decay` / `weight_decay_type` are null: the original's
 # coupled L2 of 5e-4 with SGD; none with Adam (the original's advice: L2 misbehaves with Adam);
 # AdamW's own decoupled decay.
 WEIGHT_DECAY_DEFAULTS = {"sgd": ("l2", 5e-4), "adam": ("l2", 0.0), "adamw": ("decoupled", 1e-2)}
-WEIGHT_DECAY_TYPES = ("l2", "decoupled")
 
 
 def weight_decay_for(config: dict[str, Any]) -> tuple[str, float]:
@@ -220,22 +123,13 @@ def _decay_exclusions(model: YOLOv4Tiny) -> list:
     return [v for v in model.trainable_variables if id(v) not in keep]
 
 
-def make_optimizer(config: dict[str, Any], model: YOLOv4Tiny, lr: float, steps_per_epoch: int):
+def make_optimizer(config: dict[str, Any], model: YOLOv4Tiny, lr: float):
     """The optimizer of a phase; also puts the original's L2 on the model (or takes it off)."""
     name = config["optimizer"]
     kind, amount = weight_decay_for(config)
     decoupled = amount if kind == "decoupled" else 0.0
     apply_l2(model, amount if kind == "l2" else 0.0)
-    ema = {}
-    if config["ema"]:
-        # The model's weights become the averages once per epoch, so that validation and
-        # checkpoints see them.
-        ema = {
-            "use_ema": True,
-            "ema_momentum": config["ema_momentum"],
-            "ema_overwrite_frequency": steps_per_epoch,
-        }
-    common = {"learning_rate": lr, "weight_decay": decoupled or None, **ema}
+    common = {"learning_rate": lr, "weight_decay": decoupled or None}
     if name == "sgd":
         optimizer = keras.optimizers.SGD(momentum=config["momentum"], nesterov=True, **common)
     elif name == "adam":
@@ -288,6 +182,7 @@ def build_model(config: dict[str, Any], class_names: list[str]) -> YOLOv4Tiny:
         attention=config["attention"],
         anchors=anchors,
         xy_scale=xy_scale,
+        letterbox=True,  # training and validation keep the aspect ratio (grey padding)
     )
 
 
@@ -331,6 +226,26 @@ def load_initial_weights(model: YOLOv4Tiny, config: dict[str, Any]) -> LoadRepor
     return transfer_weights(model, load_detector(path), str(path))
 
 
+def loss_weights(config: dict[str, Any], model: YOLOv4Tiny) -> dict[str, float | None]:
+    """The box, objectness and class weights: `loss_weights`' (None: `YoloLoss`' defaults,
+    which are the original's), each overridden by `box_weight` / `obj_weight` / `cls_weight`."""
+    weights = {"box_weight": 0.05, "obj_weight": None, "cls_weight": None}
+    if config["loss_weights"] == "yolov5":
+        # YOLOv5's hyp.scratch (box 0.05, obj 1.0, cls 0.5), scaled as its train.py does: by
+        # 3 / heads, by (size / 640)^2 for objectness and by classes / 80 for classes.
+        height, width = model.input_size
+        heads = len(model.anchor_masks)
+        weights = {
+            "box_weight": 0.05 * 3 / heads,
+            "obj_weight": 1.0 * (height * width) / 640**2 * 3 / heads,
+            "cls_weight": 0.5 * model.num_classes / 80 * 3 / heads,
+        }
+    for key in weights:
+        if config[key] is not None:
+            weights[key] = float(config[key])
+    return weights
+
+
 def loss_for(config: dict[str, Any], model: YOLOv4Tiny) -> YoloLoss:
     return YoloLoss(
         model.anchors,
@@ -344,6 +259,10 @@ def loss_for(config: dict[str, Any], model: YOLOv4Tiny) -> YoloLoss:
         label_smoothing=config["label_smoothing"],
         focal=config["focal_loss"],
         ciou_alpha_gradient=config["ciou_alpha_gradient"],
+        objectness_target=config["objectness_target"],
+        obj_normalization=config["obj_normalization"],
+        balance=tuple(config["loss_balance"]),
+        **loss_weights(config, model),
     )
 
 
@@ -389,42 +308,179 @@ def letterboxed(dataset, input_size, batch_size: int, config: dict[str, Any]) ->
         batch_size,
         train=False,
         resize_filter=config["resize_filter"],
-        max_boxes=config["max_boxes"],
+        max_boxes=max_boxes_for({**config, "mosaic": 0.0}, dataset),
     )
 
 
+@dataclasses.dataclass
+class RunState:
+    """What a run has done, held in memory and handed to its callback; `state.json` is its copy
+    on disk for `--resume`, written at each epoch's end and never read back during the run.
+
+    Attributes:
+        epoch: epochs completed.
+        phase: the phase of the last completed epoch.
+        best: `{"epoch", "metric", "value"}` of `weights/best.keras`, None before it exists.
+        history: one row of logs per epoch.
+        seconds: wall time the run has used (a timed run resumes with what is left).
+        trained_seconds: training time of the schedule (checkpoints and validation not counted).
+        images: training images seen.
+        minute: the last `save_minutes` checkpoint written (its minute count), 0 for none.
+        epochs_planned: a timed run's latest estimate of its epoch count.
+    """
+
+    epoch: int = 0
+    phase: str | None = None
+    best: dict | None = None
+    history: list = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    trained_seconds: float = 0.0
+    images: int = 0
+    minute: float = 0.0
+    epochs_planned: int | None = None
+
+    @classmethod
+    def load(cls, run: Path) -> RunState:
+        path = run / "state.json"
+        if not path.is_file():
+            return cls()
+        values = json.loads(path.read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def save(self, run: Path) -> None:
+        atomic_write(run / "state.json", json.dumps(dataclasses.asdict(self), indent=2))
+
+
+def _minute_name(minutes: float) -> str:
+    return f"minute_{minutes:03.0f}" if float(minutes).is_integer() else f"minute_{minutes:06.2f}"
+
+
 class RunCallback(keras.callbacks.Callback):
-    """At each epoch end: refuses a non-finite loss, validates (mAP through the evaluation
-    issue's `evaluate_model`, with its defaults), writes checkpoints, state, CSV and plots."""
+    """Runs one phase's schedule and bookkeeping around `fit`:
+
+    - the learning rate: the original's per-epoch schedule, or for a timed run the same shape
+      over the fraction of training time used, set before each batch;
+    - a timed run's clock: the epoch estimate (for mosaic closing), the stop at the deadline;
+    - the weight average (`ema`), updated after each batch;
+    - at each epoch's end: refuses a non-finite loss, validates (`evaluate_model` with the run's
+      `val_protocol`), writes checkpoints, `state.json`, `log.csv` and plots; with `ema`, the
+      average is what is validated and saved; checkpoint time is taken off the clock.
+    """
 
     def __init__(
         self,
         run: Path,
         config: dict,
-        val_dataset,
-        phase: str,
-        total_epochs: int,
-        train_dataset=None,
+        state: RunState,
+        phase: Phase,
+        learning_rates: tuple[float, float],
+        sequence: DetectionSequence,
+        train_dataset,
+        val_dataset=None,
+        ema: WeightAverage | None = None,
+        budget: TimeBudget | None = None,
     ):
         super().__init__()
         self.run = run
         self.config = config
+        self.state = state
+        self.phase = phase
+        self.learning_rates = learning_rates
+        self.sequence = sequence
         if val_dataset is not None and config["val_protocol"] != "voc" and config["eval_period"]:
             # The original's protocols compare the boxes as written: read them once, here.
             val_dataset = original_ground_truth(val_dataset)
         self.val_dataset = val_dataset
         self.train_dataset = train_dataset
-        self.phase = phase
-        self.total_epochs = total_epochs
-        self.state = _read_state(run)
+        self.ema = ema
+        self.budget = budget
+        self._timings: dict[str, float] = {}  # measured seconds of the end-of-epoch work
+
+    # The schedule --------------------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        if self.budget is not None:
+            self.budget.resume()
 
     def on_epoch_begin(self, epoch, logs=None):
-        lr, min_lr = self.state["lr"]
-        value = lr_at(epoch, lr, min_lr, self.total_epochs, self.config["lr_schedule"])
-        self.model.optimizer.learning_rate.assign(value)
+        if self.budget is None:
+            lr, min_lr = self.learning_rates
+            value = lr_at(epoch, lr, min_lr, self.config["epochs"], self.config["lr_schedule"])
+            self.model.optimizer.learning_rate.assign(value)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.budget is not None:
+            lr, min_lr = self.learning_rates
+            value = lr_at_progress(self.budget.progress(), lr, min_lr)
+            self.model.optimizer.learning_rate.assign(value)
+
+    def on_train_batch_end(self, batch, logs=None):
+        model = self.model
+        if self.ema is not None:
+            self.ema.update(model)
+        self.state.images += self.sequence.batch_size
+        if self.budget is None:
+            return
+        self.budget.images += self.sequence.batch_size
+        period = self.config["save_minutes"]
+        if period and self.budget.seconds_trained() >= 60 * (self.state.minute + period):
+            self.state.minute += period
+            with self._paused():
+                self._save_averaged(
+                    self.run / "weights" / f"{_minute_name(self.state.minute)}.keras"
+                )
+        if self.budget.expired():
+            model.stop_training = True
+
+    # Epoch ends ----------------------------------------------------------------------------
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
+        start = time.monotonic()
+        with self._paused():
+            if self.budget is not None:
+                self.budget.mark_epoch()
+            self._epoch_end(epoch, logs if logs is not None else {})
+        self._timings["end"] = max(
+            self._timings.get("end", 0.0),
+            time.monotonic()
+            - start
+            - self._timings.pop("this_validation", 0.0)
+            - self._timings.pop("this_recalibration", 0.0),
+        )
+        if self.budget is not None:
+            self.budget.reserve = self._reserve()
+
+    def _reserve(self) -> float:
+        """Seconds to keep back for the run's end: a checkpoint as long as the longest so far,
+        plus validation and BN re-estimation as measured (or, before they ran, at twice the
+        training rate per image), with a quarter to spare."""
+        rate = self.budget.rate() or 1.0
+        seconds = self._timings.get("end", 0.0)
+        if self.val_dataset is not None and self.config["eval_period"]:
+            per_image = self._timings.get("validation_per_image", 1 / (2 * rate))
+            seconds += per_image * len(self.val_dataset)
+        if self.config["bn_recalibration"]:
+            images = self.config["bn_recalibration"] * self.config["batch_size"]
+            seconds += self._timings.get("recalibration", images / (2 * rate))
+        return 1.25 * seconds + 2.0
+
+    def _paused(self):
+        budget = self.budget
+
+        class _Pause:
+            def __enter__(self):
+                if budget is not None:
+                    budget.pause()
+
+            def __exit__(self, *exc):
+                if budget is not None:
+                    budget.resume()
+                return False
+
+        return _Pause()
+
+    def _epoch_end(self, epoch: int, logs: dict) -> None:
         loss = logs.get("loss", math.nan)
         if not math.isfinite(loss):
             self.model.stop_training = True
@@ -434,55 +490,95 @@ class RunCallback(keras.callbacks.Callback):
                 "check the data for broken boxes)."
             )
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        if self.budget is not None:
+            done = epoch + 1
+            planned = self.budget.estimate_epochs(
+                len(self.sequence) * self.sequence.batch_size, done
+            )
+            self.sequence.epochs = self.state.epochs_planned = planned
+            last = self.budget.expired() or self.model.stop_training
+        else:
+            last = epoch + 1 == self.config["epochs"]
         period = self.config["eval_period"]
-        last = epoch + 1 == self.total_epochs
         validate = self.val_dataset is not None and period and ((epoch + 1) % period == 0 or last)
         save_period = self.config["save_period"]
         keep = bool(save_period) and (epoch + 1) % save_period == 0
-        if self.config["bn_recalibration"] and (validate or last or keep):
-            self._recalibrate(epoch)
-        if validate:
-            protocol = self.config["val_protocol"]
-            # voc: resized as in training; the original's protocols resize as the original.
-            resize = self.config["resize_filter"] if protocol == "voc" else None
-            evaluation = evaluate_model(
-                self.model,
-                self.val_dataset,
-                protocol=protocol,
-                resize_filter=resize,
-                progress=False,
-                coco=False,
-            )
-            logs["val_map50"] = evaluation.map50
-            print(f"\nepoch {epoch + 1}: validation mAP@0.5 = {evaluation.map50 * 100:.2f}%")
         weights = self.run / "weights"
-        save_detector(self.model, weights / "last.keras")
-        monitor, better = self._monitor(logs)
-        if monitor is not None and better:
-            self.state["best"] = {"epoch": epoch + 1, "metric": monitor[0], "value": monitor[1]}
-            save_detector(self.model, weights / "best.keras")
-        if keep:
-            save_detector(self.model, weights / f"epoch_{epoch + 1:03d}.keras")
+        with self._averaged() as model:
+            if self.config["bn_recalibration"] and (validate or last or keep):
+                start = time.monotonic()
+                self._recalibrate(model, epoch)
+                seconds = time.monotonic() - start
+                self._timings["recalibration"] = self._timings["this_recalibration"] = seconds
+            if validate:
+                start = time.monotonic()
+                evaluation = self._validate(model)
+                seconds = time.monotonic() - start
+                self._timings["this_validation"] = seconds
+                self._timings["validation_per_image"] = seconds / max(len(self.val_dataset), 1)
+                logs["val_map50"] = evaluation.map50
+                print(f"\nepoch {epoch + 1}: validation mAP@0.5 = {evaluation.map50 * 100:.2f}%")
+                if last:
+                    write_report(evaluation, self.val_dataset, self.run / "evaluation", plots=False)
+            save_detector(model, weights / "last.keras")
+            monitor, better = self._monitor(logs)
+            if monitor is not None and better:
+                self.state.best = {"epoch": epoch + 1, "metric": monitor[0], "value": monitor[1]}
+                save_detector(model, weights / "best.keras")
+            if keep:
+                save_detector(model, weights / f"epoch_{epoch + 1:03d}.keras")
+        if self.ema is not None:
+            # The model's own weights, from which training (and a resumed run) goes on.
+            _save_arrays(self.run / "training_weights.npz", self.model.get_weights())
+            _save_arrays(self.run / "ema.npz", self.ema.state())
         _save_optimizer(self.model.optimizer, self.run / "optimizer.npz")
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
-        self.state["history"].append(row)
-        self.state.update(epoch=epoch + 1, phase=self.phase)
-        atomic_write(self.run / "state.json", json.dumps(self.state, indent=2))
-        _write_csv(self.run / "log.csv", self.state["history"])
-        _plot_history(self.run, self.state["history"])
+        self.state.history.append(row)
+        self.state.epoch, self.state.phase = epoch + 1, self.phase.name
+        if self.budget is not None:
+            self.state.trained_seconds = self.budget.seconds_trained()
+            self.state.seconds = self.budget.elapsed()
+        self.state.save(self.run)
+        _write_csv(self.run / "log.csv", self.state.history)
+        _plot_history(self.run, self.state.history)
 
-    def _recalibrate(self, epoch: int) -> None:
+    def _averaged(self):
+        if self.ema is None:
+            return contextlib.nullcontext(self.model)
+        return self.ema.swapped(self.model)
+
+    def _save_averaged(self, path: Path) -> None:
+        """A checkpoint of the model as the run would leave it now (average, BN re-estimated)."""
+        with self._averaged() as model:
+            if self.config["bn_recalibration"]:
+                self._recalibrate(model, self.state.epoch)
+            save_detector(model, path)
+
+    def _validate(self, model):
+        protocol = self.config["val_protocol"]
+        # voc: resized as in training; the original's protocols resize as the original.
+        resize = self.config["resize_filter"] if protocol == "voc" else None
+        return evaluate_model(
+            model,
+            self.val_dataset,
+            protocol=protocol,
+            resize_filter=resize,
+            progress=False,
+            coco=False,
+        )
+
+    def _recalibrate(self, model, epoch: int) -> None:
         """Precise BN over letterboxed training images drawn with the run's seed and the epoch."""
         records = self.train_dataset.records
         count = min(self.config["bn_recalibration"] * self.config["batch_size"], len(records))
         rng = np.random.default_rng([self.config["seed"], epoch, 7])
         picked = [records[i] for i in sorted(rng.choice(len(records), count, replace=False))]
         subset = dataclasses.replace(self.train_dataset, records=picked)
-        batches = letterboxed(subset, self.model.input_size, self.config["batch_size"], self.config)
-        recalibrate_batchnorm(self.model, (batches[i] for i in range(len(batches))))
+        batches = letterboxed(subset, model.input_size, self.config["batch_size"], self.config)
+        recalibrate_batchnorm(model, (batches[i] for i in range(len(batches))))
 
     def _monitor(self, logs) -> tuple[tuple[str, float] | None, bool]:
-        best = self.state.get("best")
+        best = self.state.best
         if "val_map50" in logs:
             value = float(logs["val_map50"])
             better = best is None or best["metric"] != "val_map50" or value > best["value"]
@@ -494,11 +590,20 @@ class RunCallback(keras.callbacks.Callback):
         return None, False
 
 
-def _read_state(run: Path) -> dict:
-    path = run / "state.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    return {"epoch": 0, "phase": None, "best": None, "history": [], "lr": [0.0, 0.0]}
+def _save_arrays(path: Path, arrays) -> None:
+    if isinstance(arrays, dict):
+        values = arrays
+    else:
+        values = {f"v{i:04d}": np.asarray(a) for i, a in enumerate(arrays)}
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **values)
+
+
+def _load_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
 
 
 def _write_csv(path: Path, history: list[dict]) -> None:
@@ -544,127 +649,166 @@ def train(
 ) -> Path:
     """Trains a detector; returns the run folder.
 
+    Every setting and the data are checked before the run folder is made, so a mistake leaves
+    nothing behind.
+
     Args:
-        config: a resolved configuration (`resolve_config`); ignored when resuming.
-        resume: a run folder to continue: its saved configuration, weights, optimizer state,
-            epoch count and schedule.
+        config: settings from `resolve_config` (a plain dict is checked the same way); ignored
+            when resuming.
+        resume: a run folder to continue: its saved settings, weights, optimizer state, weight
+            average, epoch count, schedule and, for a timed run, the time left.
     """
+    started = time.monotonic()
     if resume is not None:
         run = Path(resume)
-        if not (run / "config.yaml").is_file():
-            raise ValueError(f"{run}: not a run folder (no config.yaml)")
-        # Settings added since the run started take their defaults.
-        config = {**default_config(), **yaml.safe_load((run / "config.yaml").read_text())}
+        config = TrainConfig.from_run(run)
+        state = RunState.load(run)
     elif config is None:
         raise ValueError("train() needs a config or a run folder to resume")
     else:
-        run = _new_run_dir(config)
-        run.mkdir(parents=True, exist_ok=False)
-        atomic_write(run / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-
+        if not isinstance(config, TrainConfig):
+            config = TrainConfig(config)
+            check_config(config)
+        run, state = _new_run_dir(config), RunState()
     keras.utils.set_random_seed(config["seed"])
     # The loader threads do the image work; OpenCV's own thread pool only competes with them.
     cv2.setNumThreads(1)
-    if config["mixed_precision"]:
-        keras.mixed_precision.set_dtype_policy("mixed_float16")
     train_set = load_dataset(config["data"], config["train_split"], config["classes"])
     val_set = (
         load_dataset(config["data"], config["val_split"], train_set.class_names)
         if config["val_split"]
         else None
     )
+    if not train_set.records:
+        raise ValueError(f"{config['data']}: no training images in split {config['train_split']}")
+    if resume is None:
+        run.mkdir(parents=True, exist_ok=False)
+        atomic_write(run / "config.yaml", yaml.safe_dump(dict(config), sort_keys=False))
+    if config["mixed_precision"]:
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
     strategy = resolve_strategy(config["distribute"])
     batch_sizes = [config["batch_size"]]
     if config["freeze_train"]:
         batch_sizes.append(config["freeze_batch_size"])
+    budget = None
+    if config["time"] is not None:
+        budget = TimeBudget(
+            config["time"], started=started, used=state.seconds, trained=state.trained_seconds
+        )
     with distribution_scope(strategy, batch_sizes) as replicas:
         if strategy is not None:
             print(f"data-parallel training ({strategy}) over {replicas} replicas")
-        _train_phases(config, run, resume, train_set, val_set, strategy, verbose)
+        _train_phases(
+            config, run, state, resume is not None, train_set, val_set, strategy, budget, verbose
+        )
+    if budget is not None:
+        minutes = budget.elapsed() / 60
+        print(
+            f"time budget {config['time']:g} min: ended after {minutes:.2f} min "
+            f"({budget.seconds_trained() / 60:.2f} min of training, {state.epoch} epochs)"
+        )
     return run
 
 
-def _train_phases(config, run, resume, train_set, val_set, strategy, verbose) -> None:
-    state = _read_state(run)
-    model = build_model(config, train_set.class_names)
-    if resume is not None and (run / "weights" / "last.keras").is_file():
-        report = transfer_weights(
-            model, load_detector(run / "weights" / "last.keras"), "last.keras"
-        )
-        print(f"resuming {run} after epoch {state['epoch']}")
-    else:
-        report = load_initial_weights(model, config)
-        if report is not None:
-            print(report)
-        else:
-            frozen = config["freeze_train"] and config["init_epoch"] < config["freeze_epoch"]
-            print(
-                "no weights: training from scratch, "
-                + (
-                    f"with the backbone frozen at its random values for epochs "
-                    f"{config['init_epoch'] + 1}-{config['freeze_epoch']} (freeze_from_scratch)"
-                    if frozen
-                    else "nothing frozen"
-                )
-            )
-            if config["prior_bias_init"]:
-                init_head_priors(model)
-    model.set_loss(loss_for(config, model))
-    _warn_if_too_few_steps(config, len(train_set))
+def max_boxes_for(config: dict[str, Any], dataset) -> int:
+    """`max_boxes`, with auto resolved: the most boxes a training sample can hold (4 images'
+    worth with mosaic), at least 1."""
+    if config["max_boxes"] != "auto":
+        return config["max_boxes"]
+    most = max((len(r.boxes) for r in dataset.records), default=1)
+    return max(most * (4 if config["mosaic"] > 0 else 1), 1)
 
-    start = max(state["epoch"], config["init_epoch"])
-    phases = []
-    if config["freeze_train"] and start < config["freeze_epoch"]:
-        phases.append(
-            (
-                "frozen",
-                start,
-                min(config["freeze_epoch"], config["epochs"]),
-                config["freeze_batch_size"],
-            )
+
+def _prepare_model(config, run: Path, resumed: bool, train_set) -> YOLOv4Tiny:
+    """The model with its starting weights: a resumed run's own, pretrained ones, or random
+    ones (with YOLOv5's head priors where asked)."""
+    model = build_model(config, train_set.class_names)
+    if resumed and (run / "weights" / "last.keras").is_file():
+        own = _load_arrays(run / "training_weights.npz")
+        if own is not None and len(own) == len(model.weights):
+            model.set_weights([own[k] for k in sorted(own)])
+        else:
+            transfer_weights(model, load_detector(run / "weights" / "last.keras"), "last.keras")
+        return model
+    report = load_initial_weights(model, config)
+    if report is not None:
+        print(report)
+        return model
+    frozen = config["freeze_train"] and config["init_epoch"] < config["freeze_epoch"]
+    print(
+        "no weights: training from scratch, "
+        + (
+            f"with the backbone frozen at its random values for epochs "
+            f"{config['init_epoch'] + 1}-{config['freeze_epoch']} (freeze_from_scratch)"
+            if frozen
+            else "nothing frozen"
         )
-    unfrozen_start = max(start, config["freeze_epoch"] if config["freeze_train"] else start)
-    if unfrozen_start < config["epochs"]:
-        phases.append(("unfrozen", unfrozen_start, config["epochs"], config["batch_size"]))
-    for phase, begin, end, batch_size in phases:
-        model.backbone.trainable = phase != "frozen"
+    )
+    if config["prior_bias_init"]:
+        init_head_priors(model)
+    return model
+
+
+def _train_phases(
+    config, run, state: RunState, resumed, train_set, val_set, strategy, budget, verbose
+) -> None:
+    model = _prepare_model(config, run, resumed, train_set)
+    if resumed:
+        print(f"resuming {run} after epoch {state.epoch}")
+    model.set_loss(loss_for(config, model))
+    if budget is None:
+        _warn_if_too_few_steps(config, len(train_set))
+    ema = None
+    if config["ema"]:
+        ema = WeightAverage(model, config["ema_momentum"], config["ema_tau"])
+        saved = _load_arrays(run / "ema.npz") if resumed else None
+        if saved is not None and not ema.load_state(saved):
+            warnings.warn(
+                f"{run / 'ema.npz'}: does not fit the model; averaging afresh", stacklevel=2
+            )
+    max_boxes = max_boxes_for(config, train_set)
+    # A timed run has no last epoch: it ends at its deadline.
+    epochs = config["epochs"] if budget is None else _UNBOUNDED_EPOCHS
+    for phase in plan_phases(config, state.epoch, epochs):
+        if budget is not None and budget.expired():
+            break
+        model.backbone.trainable = not phase.frozen
         sequence = DetectionSequence(
             train_set,
             model.input_size,
-            batch_size,
+            phase.batch_size,
             train=True,
             mosaic=config["mosaic"],
             mixup=config["mixup"],
             special_aug_ratio=config["special_aug_ratio"],
-            epochs=config["epochs"],
+            epochs=config["epochs"] if budget is None else state.epochs_planned,
             seed=config["seed"],
             scale=tuple(config["scale"]),
             hsv=tuple(config["hsv"]),
             resize_filter=config["resize_filter"],
-            max_boxes=config["max_boxes"],
+            max_boxes=max_boxes,
             workers=config["workers"],
         )
         if len(sequence) == 0:
             raise ValueError(
-                f"{len(train_set)} training images make no full batch of {batch_size}; lower the "
-                "batch size"
+                f"{len(train_set)} training images make no full batch of {phase.batch_size}; "
+                "lower the batch size"
             )
-        sequence.set_epoch(begin)
-        lr, min_lr = learning_rates(config, batch_size)
-        state = _read_state(run)
-        state["lr"] = [lr, min_lr]
-        atomic_write(run / "state.json", json.dumps(state, indent=2))
-        optimizer = make_optimizer(config, model, lr, len(sequence))
-        model.compile(optimizer=optimizer, jit_compile=jit_compile_for(config, strategy))
-        if resume is not None and state.get("phase") == phase:
-            _load_optimizer(optimizer, model, run / "optimizer.npz")
+        sequence.set_epoch(phase.begin)
+        lr, min_lr = learning_rates(config, phase.batch_size)
+        model.compile(
+            optimizer=make_optimizer(config, model, lr),
+            jit_compile=jit_compile_for(config, strategy),
+        )
+        if resumed and state.phase == phase.name:
+            _load_optimizer(model.optimizer, model, run / "optimizer.npz")
         validation = None
         if val_set is not None and not config["eval_period"]:
-            validation = letterboxed(val_set, model.input_size, batch_size, config)
-        callbacks = [
-            RunCallback(run, config, val_set, phase, config["epochs"], train_set),
-            keras.callbacks.TerminateOnNaN(),
-        ]
+            validation = letterboxed(val_set, model.input_size, phase.batch_size, config)
+        callback = RunCallback(
+            run, config, state, phase, (lr, min_lr), sequence, train_set, val_set, ema, budget
+        )
+        callbacks = [callback, keras.callbacks.TerminateOnNaN()]
         if config["early_stopping"]:
             monitor = "val_map50" if config["eval_period"] and val_set else "val_loss"
             callbacks.append(
@@ -678,21 +822,29 @@ def _train_phases(config, run, resume, train_set, val_set, strategy, verbose) ->
             callbacks.append(keras.callbacks.TensorBoard(str(run / "tensorboard")))
         kind, amount = weight_decay_for(config)
         decay = f"{kind} weight decay {amount:g}" if amount else "no weight decay"
+        span = (
+            f"epochs {phase.begin + 1}-{phase.end}"
+            if budget is None
+            else f"from epoch {phase.begin + 1} until {config['time']:g} min"
+        )
         print(
-            f"{phase} phase: epochs {begin + 1}-{end}, batch {batch_size}, "
-            f"{config['optimizer']} lr {lr:.2e}, {decay}"
+            f"{phase.name} phase: {span}, batch {phase.batch_size}, {config['optimizer']} "
+            f"lr {lr:.2e}, {decay}" + (", weight average (EMA)" if ema is not None else "")
         )
         model.fit(
             sequence,
-            epochs=end,
-            initial_epoch=begin,
+            epochs=phase.end,
+            initial_epoch=phase.begin,
             validation_data=validation,
             callbacks=callbacks,
             verbose=verbose,
             shuffle=False,  # the sequence shuffles itself, seeded
         )
-        if model.stop_training and end < config["epochs"]:
+        if model.stop_training and (budget is not None or phase.end < config["epochs"]):
             break
+
+
+_UNBOUNDED_EPOCHS = 1_000_000
 
 
 def jit_compile_for(config: dict[str, Any], strategy: str | None) -> bool:

@@ -79,6 +79,10 @@ class YOLOv4Tiny(keras.Model):
         anchors: six `(width, height)` pairs in input pixels.
         anchor_masks: anchor indices per head, stride 32 first.
         xy_scale: the decoder's xy scale: centre = (s * sigmoid(t) - (s - 1) / 2 + cell) / grid.
+        letterbox: the geometry the model was trained with: True when its inputs kept their
+            aspect ratio, padded with grey (attnyolo's training does), False when stretched,
+            None when unknown (imported or untrained). Prediction and the `voc` evaluation
+            protocol use it unless told otherwise.
             1.0 in the original scripts, 1.05 in Darknet's cfg (`scale_x_y`), 2.0 with the
             YOLOv5-style assignment.
 
@@ -112,6 +116,7 @@ class YOLOv4Tiny(keras.Model):
         anchors: Sequence[Sequence[float]] = DEFAULT_ANCHORS,
         anchor_masks: Sequence[Sequence[int]] = DEFAULT_ANCHOR_MASKS,
         xy_scale: float = 1.0,
+        letterbox: bool | None = None,
         **kwargs,
     ):
         class_names = _normalize_classes(classes)
@@ -164,6 +169,7 @@ class YOLOv4Tiny(keras.Model):
         self.anchors = anchors
         self.anchor_masks = masks
         self.xy_scale = float(xy_scale)
+        self.letterbox = None if letterbox is None else bool(letterbox)
 
     @property
     def num_classes(self) -> int:
@@ -225,6 +231,7 @@ class YOLOv4Tiny(keras.Model):
             "anchors": [list(a) for a in self.anchors],
             "anchor_masks": [list(m) for m in self.anchor_masks],
             "xy_scale": self.xy_scale,
+            "letterbox": self.letterbox,
         }
 
     @classmethod

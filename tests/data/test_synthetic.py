@@ -182,3 +182,33 @@ def test_refuses_a_folder_it_did_not_write(tmp_path):
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate_shapes(tmp_path, **kwargs)
+
+
+def _hue_near_class(voc: Path) -> float:
+    """The fraction of objects whose centre hue lies within 15 (of OpenCV's 180) of their class's
+    own hue in the `class` colour mode."""
+    class_hues = np.array([0.0, 30.0, 60.0, 90.0, 120.0, 150.0])  # synthetic.py's _CLASS_HUES
+    near = []
+    for record in read_clean(voc, "trainval").records:
+        hsv = cv2.cvtColor(cv2.imread(str(record.image)), cv2.COLOR_BGR2HSV).astype(np.float32)
+        for box, cls in zip(record.boxes.astype(int), record.classes, strict=True):
+            cx, cy = (box[:2] + box[2:]) // 2
+            hue = np.median(hsv[cy - 1 : cy + 2, cx - 1 : cx + 2, 0])
+            distance = abs(hue - class_hues[cls])
+            near.append(min(distance, 180 - distance) <= 15)
+    return float(np.mean(near))
+
+
+def test_colour_modes_tie_hue_to_class_or_not(shapes, tmp_path):
+    # `class`: the centre's hue names the class; `random`: it says nothing about it (15 of 90
+    # hue units on either side: 1/6 of objects by chance).
+    assert _hue_near_class(shapes) > 0.7
+    random_colours = generate_shapes(tmp_path, NUM_IMAGES, seed=0, colour="random")
+    assert _hue_near_class(random_colours) < 0.3
+    manifest = json.loads((random_colours / MANIFEST).read_text())
+    assert manifest["colour"] == "random"
+
+
+def test_unknown_colour_mode(tmp_path):
+    with pytest.raises(ValueError, match="colour must be one of class, random"):
+        generate_shapes(tmp_path, 2, colour="grey")

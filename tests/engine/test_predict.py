@@ -108,3 +108,32 @@ def test_predict_images_records_the_resize_filter(tmp_path):
     )
     assert document["settings"]["resize_filter"] == "pillow"
     assert document["images"][0]["detections"]
+
+
+def test_the_model_file_carries_its_training_geometry(tmp_path):
+    # attnyolo's training letterboxes; its models say so, and prediction and the voc protocol
+    # follow unless told otherwise. A model that does not know stretches, as the original.
+    from attnyolo.data.records import Dataset, Record
+    from attnyolo.engine.evaluate import evaluate_model
+    from attnyolo.models import load_detector
+
+    model = confident_model()
+    assert model.letterbox is None and Predictor(model).letterbox is False
+    model.letterbox = True
+    loaded = load_detector(save_detector(model, tmp_path / "m.keras"))
+    assert loaded.letterbox is True
+    assert Predictor(loaded).letterbox is True
+    assert Predictor(loaded, letterbox=False).letterbox is False
+    path = tmp_path / "a.jpg"
+    Image.fromarray(images()[0]).save(path)
+    record = Record(path, [[10, 10, 40, 60]], [0], [False], size=(120, 90))
+    data = Dataset([record], ["ball", "box"])
+    settings = {
+        protocol: evaluate_model(
+            loaded, data, protocol=protocol, progress=False, coco=False
+        ).report["settings"]["letterbox"]
+        for protocol in ("voc", "original", "eval_callback")
+    }
+    assert settings == {"voc": True, "original": False, "eval_callback": True}
+    stretched = evaluate_model(loaded, data, letterbox=False, progress=False, coco=False)
+    assert stretched.report["settings"]["letterbox"] is False

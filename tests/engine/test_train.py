@@ -76,6 +76,7 @@ def test_run_folder_checkpoints_and_resume_after_a_kill(shapes, tmp_path, monkey
     model = load_detector(run / "weights" / "last.keras")
     assert model.class_names == (shapes / "classes.txt").read_text().split()
     assert model.input_size == (64, 64)
+    assert model.letterbox is True  # the geometry it was trained with, for prediction
     assert not list(run.rglob(".*tmp*")), "a temporary file was left behind"
 
 
@@ -212,3 +213,42 @@ def test_bad_samples_are_reported_and_training_goes_on(shapes, tmp_path):
         assert (fault, stem) in named, (fault, stem, sorted(named))
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2 and all(np.isfinite(row["loss"]) for row in state["history"])
+
+
+def test_a_timed_run_ends_on_time_with_a_complete_run_folder(shapes, tmp_path, capsys):
+    import time
+
+    minutes = 0.75
+    start = time.monotonic()
+    run = train(
+        config_for(
+            shapes,
+            tmp_path,
+            name="timed",
+            recipe="fast",
+            time=minutes,
+            input_size=64,
+            batch_size=8,
+            freeze_train=False,
+            save_period=0,
+            save_minutes=0.1,
+        ),
+        verbose=0,
+    )
+    elapsed = time.monotonic() - start
+    # Ends on time (the 5 % of the README, with room for a loaded test machine) and not early.
+    assert 0.8 * 60 * minutes < elapsed < 1.15 * 60 * minutes
+    state = json.loads((run / "state.json").read_text())
+    assert state["seconds"] <= 60 * minutes and state["epoch"] >= 1
+    assert state["epochs_planned"] >= state["epoch"]
+    names = {p.name for p in (run / "weights").iterdir()}
+    assert {"last.keras", "best.keras", "minute_000.10.keras"} <= names
+    # A checkpoint for each 0.1 minute of training time, none beyond what was trained.
+    minutes_saved = sorted(float(n[7:-6]) for n in names if n.startswith("minute_"))
+    assert minutes_saved == pytest.approx([0.1 * k for k in range(1, len(minutes_saved) + 1)])
+    assert minutes_saved[-1] <= state["trained_seconds"] / 60 + 1e-9
+    assert (run / "evaluation" / "report.md").is_file()  # the last validation, written
+    assert (run / "ema.npz").is_file() and (run / "training_weights.npz").is_file()
+    out = capsys.readouterr().out
+    assert f"time budget {minutes:g} min: ended after" in out
+    assert "weight average (EMA)" in out
