@@ -235,3 +235,36 @@ def run_peer(
         flush=True,
     )
     return summary
+
+
+def predict_again(
+    python: Path, out_dir: Path, test_images: list[Path], imgsz: int = 320, threads: int = 2
+) -> dict:
+    """Predicts the test images again with the checkpoints of an earlier `run_peer` in
+    ``out_dir`` (no training), as ``peer_yolov8.py`` now predicts; returns the updated
+    ``peer.json``."""
+    python = Path(python)
+    out_dir = Path(out_dir).resolve()
+    summary_path = out_dir / "peer.json"
+    summary = json.loads(summary_path.read_text())
+    test_list = out_dir / "test_images.txt"
+    test_list.write_text("".join(f"{Path(p).resolve()}\n" for p in test_images))
+    log = out_dir / "predict_again.log"
+    command = [
+        str(python), str(PEER_SCRIPT), "--predict-only", "--data", "unused",
+        "--test-list", str(test_list), "--out", str(out_dir),
+        "--minutes", str(summary["budget_minutes"]), "--imgsz", str(imgsz),
+        "--threads", str(threads),
+    ]  # fmt: skip
+    with open(log, "w") as out:
+        result = subprocess.run(
+            command,
+            cwd=out_dir,
+            env=peer_env(python.parent.parent, threads),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if result.returncode != 0:
+        raise PeerError(f"peer prediction failed (exit {result.returncode}); see {log}")
+    return json.loads(summary_path.read_text())

@@ -84,6 +84,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--predict-only",
+        action="store_true",
+        help="no training: predict again with the checkpoints and peer.json of an earlier run",
+    )
     return p.parse_args(argv)
 
 
@@ -245,14 +250,28 @@ class Checkpointer:
 
 
 def predict(weights: Path, images: list[str], out: Path, imgsz: int, settings: dict) -> dict:
-    """Detections of ``weights`` on ``images`` as a COCO results list written to ``out``."""
+    """Detections of ``weights`` on ``images`` as a COCO results list written to ``out``.
+
+    As Ultralytics' own validator detects (`DetectionValidator.postprocess`): its NMS with
+    `multi_label=True`, so a box keeps every class above the confidence threshold. `predict`
+    alone keeps one class per box, which scores a detector whose classes are still uncertain far
+    below what its validator reports (on the shapes at 10 minutes: mAP50 0.11 against 0.41)."""
+    import functools
+
     from ultralytics import YOLO
+    from ultralytics.utils import nms
 
     model = YOLO(str(weights))
     start = time.time()
     results = []
     options = {"imgsz": imgsz, "device": "cpu", "stream": True, "verbose": False, **settings}
-    for result in model.predict(source=images, **options) if images else []:
+    single_label = nms.non_max_suppression
+    nms.non_max_suppression = functools.partial(single_label, multi_label=True)
+    try:
+        found = list(model.predict(source=images, **options)) if images else []
+    finally:
+        nms.non_max_suppression = single_label
+    for result in found:
         boxes = result.boxes
         xyxy = boxes.xyxy.cpu().numpy().tolist()
         scores = boxes.conf.cpu().numpy().tolist()
@@ -272,6 +291,31 @@ def predict(weights: Path, images: list[str], out: Path, imgsz: int, settings: d
     return {"detections_count": len(results), "predict_seconds": round(seconds, 2)}
 
 
+def _prediction_settings() -> dict:
+    """Ultralytics' validation settings (cfg/default.yaml: iou, max_det; its validator sets
+    conf 0.001)."""
+    from ultralytics.cfg import get_cfg
+
+    cfg = get_cfg()
+    return {"conf": 0.001, "iou": cfg.iou, "max_det": cfg.max_det, "multi_label": True}
+
+
+def _predict_again(out: Path, images: list[str], args) -> int:
+    """Detections of an earlier run's checkpoints again, into its peer.json."""
+    summary = json.loads((out / "peer.json").read_text())
+    settings = _prediction_settings()
+    for entry in summary["checkpoints"]:
+        weights = Path(entry["weights"])
+        detections = out / "detections" / f"{weights.stem}.json"
+        options = {k: v for k, v in settings.items() if k != "multi_label"}
+        entry.update(predict(weights, images, detections, args.imgsz, options))
+        entry["detections"] = str(detections)
+        print(f"peer: {weights.stem}: {entry['detections_count']} detections again", flush=True)
+    summary["predict"] = {**summary.get("predict", {}), **settings, "again": True}
+    _write_json(out / "peer.json", summary)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     wall_start = time.time()
@@ -285,7 +329,6 @@ def main(argv=None) -> int:
     import torchvision
     import ultralytics
     from ultralytics import YOLO
-    from ultralytics.cfg import get_cfg
     from ultralytics.utils import ONLINE, SETTINGS, USER_CONFIG_DIR
 
     # No telemetry, no integrations; YOLO_OFFLINE=1 already makes Ultralytics think it is offline.
@@ -309,6 +352,8 @@ def main(argv=None) -> int:
         flush=True,
     )
 
+    if args.predict_only:
+        return _predict_again(out, images, args)
     points = checkpoint_points(args.minutes, args.checkpoint_minutes)
     checkpointer = Checkpointer(points, out / "checkpoints")
     model = YOLO("yolov8n.yaml")
@@ -343,9 +388,8 @@ def main(argv=None) -> int:
     if not checkpointer.saved:
         raise RuntimeError("training ended without a checkpoint")
 
-    # Ultralytics' validation settings (cfg/default.yaml: iou, max_det; its validator sets conf).
-    cfg = get_cfg()
-    predict_settings = {"conf": 0.001, "iou": cfg.iou, "max_det": cfg.max_det}
+    settings = _prediction_settings()
+    predict_settings = {k: v for k, v in settings.items() if k != "multi_label"}
     for entry in checkpointer.saved:
         name = Path(entry["weights"]).stem
         detections = out / "detections" / f"{name}.json"
@@ -423,7 +467,7 @@ def main(argv=None) -> int:
             "time_hours": trainer.args.time,
             "val": trainer.args.val,
         },
-        "predict": {"imgsz": args.imgsz, **predict_settings, "test_images": len(images)},
+        "predict": {"imgsz": args.imgsz, **settings, "test_images": len(images)},
         "network_events": NETWORK_EVENTS,
         "processes_started": PROCESS_EVENTS,
     }
