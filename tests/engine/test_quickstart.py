@@ -28,7 +28,7 @@ def test_tiny_quickstart_writes_everything(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_quickstart_reaches_its_target(tmp_path):
-    """The README's main job as a new user runs it; about 13 minutes on 2 CPU cores."""
+    """The README's main job as a new user runs it; about 10 minutes on 2 CPU cores."""
     result = quickstart(tmp_path)
     print(f"quickstart: {result['seconds'] / 60:.1f} min, test mAP@0.5 {result['test_map50']:.3f}")
     assert result["test_map50"] >= 0.5
