@@ -107,8 +107,12 @@ def to_yolo(name: str, voc: Path, train_split: str, test_split: str, work: Path)
     return peer_yaml
 
 
+def run_dir(name: str, args, work: Path) -> Path:
+    return work / "runs" / f"{name}_{_slug(args.label) if args.label else 'fast'}"
+
+
 def train_attnyolo(name, voc, train_split, args, work: Path) -> Path:
-    run = work / "runs" / f"{name}_{_slug(args.label) if args.label else 'fast'}"
+    run = run_dir(name, args, work)
     if run.exists():
         import shutil
 
@@ -139,13 +143,13 @@ def score_attnyolo(run: Path, dataset, minutes: list[float]) -> list[dict]:
     import keras
 
     from attnyolo.engine.evaluate import detect
+    from attnyolo.engine.train import minute_name
     from attnyolo.models import load_detector
 
     state = json.loads((run / "state.json").read_text())
     rows = []
     for minute in minutes:
-        name = f"minute_{minute:03.0f}" if float(minute).is_integer() else f"minute_{minute:06.2f}"
-        path = run / "weights" / f"{name}.keras"
+        path = run / "weights" / f"{minute_name(minute)}.keras"
         if not path.is_file():
             print(f"{run.name}: no checkpoint at {minute:g} min (training ended before)")
             continue
@@ -347,7 +351,7 @@ def main(argv=None) -> None:
         test_set = load_dataset(voc, test_split)
         entry = {"data": str(voc), "train_split": train_split, "test_split": test_split}
         if args.score_only:
-            run = work / "runs" / f"{name}_{_slug(args.label) if args.label else 'fast'}"
+            run = run_dir(name, args, work)
             if not (run / "state.json").is_file():
                 raise SystemExit(f"--score-only: no finished run at {run}")
         else:

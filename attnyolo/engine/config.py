@@ -34,13 +34,12 @@ class TrainConfig(dict):
         path = Path(run) / "config.yaml"
         if not path.is_file():
             raise ValueError(f"{run}: not a run folder (no config.yaml)")
-        saved = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(saved, dict):
-            raise ValueError(f"{path}: a config file is a mapping of settings")
-        unknown = sorted(set(saved) - set(default_config()))
+        saved = _read_yaml(path)
+        defaults = default_config()
+        unknown = sorted(set(saved) - set(defaults))
         if unknown:
             raise ValueError(f"{path}: unknown settings {unknown}")
-        config = cls({**default_config(), **{k: _numbers(v) for k, v in saved.items()}})
+        config = cls({**defaults, **saved})
         check_config(config)
         return config
 

@@ -352,7 +352,8 @@ class RunState:
         atomic_write(run / "state.json", json.dumps(dataclasses.asdict(self), indent=2))
 
 
-def _minute_name(minutes: float) -> str:
+def minute_name(minutes: float) -> str:
+    """The stem of the `save_minutes` checkpoint taken at `minutes` of training time."""
     return f"minute_{minutes:03.0f}" if float(minutes).is_integer() else f"minute_{minutes:06.2f}"
 
 
@@ -428,7 +429,7 @@ class RunCallback(keras.callbacks.Callback):
             self.state.minute += period
             with self._paused():
                 self._save_averaged(
-                    self.run / "weights" / f"{_minute_name(self.state.minute)}.keras"
+                    self.run / "weights" / f"{minute_name(self.state.minute)}.keras"
                 )
         if self.budget.expired():
             model.stop_training = True
@@ -465,20 +466,17 @@ class RunCallback(keras.callbacks.Callback):
             seconds += self._timings.get("recalibration", images / (2 * rate))
         return 1.25 * seconds + 2.0
 
+    @contextlib.contextmanager
     def _paused(self):
-        budget = self.budget
-
-        class _Pause:
-            def __enter__(self):
-                if budget is not None:
-                    budget.pause()
-
-            def __exit__(self, *exc):
-                if budget is not None:
-                    budget.resume()
-                return False
-
-        return _Pause()
+        """Takes what runs inside off a timed run's training clock."""
+        if self.budget is None:
+            yield
+            return
+        self.budget.pause()
+        try:
+            yield
+        finally:
+            self.budget.resume()
 
     def _epoch_end(self, epoch: int, logs: dict) -> None:
         loss = logs.get("loss", math.nan)
