@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 # phi of the original yolov4-tiny-keras scripts; accepted here only, for people coming from them.
@@ -18,7 +19,6 @@ PHI_ORIGINAL_HELP = (
     "read a phi in --attention as the original scripts' blocks: 4 is their own Coordinate "
     "Attention, ca_original, instead of the paper's ca (0-3 are the same either way)"
 )
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def _attention(value: str) -> str | None:
@@ -125,20 +125,42 @@ def cmd_summary(args) -> None:
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
 
 
-def cmd_predict(args) -> None:
-    from attnyolo.engine.predict import predict_images
+def _print_detections(result, class_names) -> None:
+    """One line per image: what was found (the frames of a video are not listed)."""
+    if "frame" in result.item.info:
+        return
+    records = result.detections.to_records(class_names)
+    found = ", ".join(f"{d['class_name']} {d['score']:.2f}" for d in records[:10]) or "nothing"
+    more = len(records) - 10
+    print(f"{result.item.name}: {found}{f' (+{more} more)' if more > 0 else ''}")
 
-    images = []
-    for item in map(Path, args.images):
-        if item.is_dir():
-            images += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            images.append(item)
-    document = predict_images(
+
+def _files_summary(paths: list[str]) -> str:
+    """Files written, a folder with many of them as `folder/ (N files)`."""
+    by_folder: dict[str, list[str]] = {}
+    for path in paths:
+        by_folder.setdefault(str(Path(path).parent), []).append(path)
+    parts = []
+    for folder, files in by_folder.items():
+        parts += files if len(files) <= 3 else [f"{folder}/ ({len(files)} files)"]
+    return ", ".join(parts)
+
+
+def cmd_predict(args) -> None:
+    from attnyolo.engine.predict import run_predict
+
+    document = run_predict(
         args.model,
-        images,
+        args.sources,
         output_dir=args.output,
         draw=not args.no_draw,
+        save_txt=args.save_txt,
+        save_json=args.save_json,
+        crop=args.crop,
+        count=args.count,
+        classes=args.classes,
+        progress=not args.no_progress,
+        on_result=_print_detections,
         confidence=args.confidence,
         nms_iou=args.nms_iou,
         letterbox=args.letterbox,
@@ -147,16 +169,40 @@ def cmd_predict(args) -> None:
         max_detections=args.max_detections,
         batch_size=args.batch_size,
     )
-    for entry in document["images"]:
-        found = (
-            ", ".join(f"{d['class_name']} {d['score']:.2f}" for d in entry["detections"][:10])
-            or "nothing"
+    for line in document.get("count_lines", []):
+        print(line)
+    print("wrote " + _files_summary(document["written"]))
+    failed, done = len(document["failed"]), len(document["images"])
+    if failed:
+        print(
+            f"warning: {failed} of {failed + done} image(s) could not be read and were skipped "
+            "(listed above and in detections.json)",
+            file=sys.stderr,
         )
-        more = len(entry["detections"]) - 10
-        print(f"{entry['image']}: {found}{f' (+{more} more)' if more > 0 else ''}")
-    print(f"wrote {Path(args.output) / 'detections.json'}")
-    if document["failed"]:
-        raise SystemExit(f"error: {len(document['failed'])} image(s) could not be read")
+    if not done:
+        raise SystemExit("error: no image could be read")
+
+
+def cmd_fps(args) -> None:
+    from attnyolo.engine.fps import format_fps, measure_fps
+    from attnyolo.engine.predict import Predictor
+
+    predictor = Predictor(
+        args.model,
+        confidence=args.confidence,
+        nms_iou=args.nms_iou,
+        letterbox=args.letterbox,
+        batch_size=args.batch_size,
+    )
+    report = measure_fps(
+        predictor,
+        args.images,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        end_to_end=not args.network_only,
+    )
+    print(json.dumps(report, indent=2) if args.json else format_fps(report))
 
 
 def cmd_evaluate(args) -> None:
@@ -357,6 +403,65 @@ def cmd_darknet_export(args) -> None:
     print(f"wrote {prefix.with_suffix('.cfg')}, .weights and .names")
 
 
+def cmd_heatmap(args) -> None:
+    from attnyolo.engine.explain import cmd_heatmap as run
+
+    run(args)
+
+
+def cmd_attention(args) -> None:
+    from attnyolo.engine.explain import cmd_attention as run
+
+    run(args)
+
+
+def _add_heatmap_parser(subparsers) -> None:
+    """`attnyolo heatmap MODEL IMAGE [-o OUT.png] [--letterbox/--no-letterbox]`."""
+    p = subparsers.add_parser(
+        "heatmap",
+        help="where the detector sees objects: objectness over the image (the original's heatmap)",
+    )
+    p.add_argument("model", help="a .keras detector file")
+    p.add_argument("image", help="an image file")
+    p.add_argument("-o", "--output", help="the PNG to write (default: IMAGE-NAME_heatmap.png)")
+    _add_geometry_arguments(p)
+    p.set_defaults(func=cmd_heatmap)
+
+
+def _add_attention_parser(subparsers) -> None:
+    """`attnyolo attention MODEL IMAGE [-o OUT_DIR] [--letterbox/--no-letterbox] [--top K]`."""
+    p = subparsers.add_parser(
+        "attention",
+        help="what each attention layer weights on an image: one figure per layer + JSON stats",
+    )
+    p.add_argument("model", help="a .keras detector file with attention")
+    p.add_argument("image", help="an image file")
+    p.add_argument("-o", "--output", help="the folder to write (default: IMAGE-NAME_attention)")
+    _add_geometry_arguments(p)
+    p.add_argument(
+        "--top", type=int, default=10, metavar="K", help="channels to label per layer"
+    )
+    p.set_defaults(func=cmd_attention)
+
+
+def _add_geometry_arguments(p: argparse.ArgumentParser) -> None:
+    from attnyolo.data.images import RESIZE_FILTERS
+
+    p.add_argument(
+        "--letterbox",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the aspect ratio, padding with grey (or stretch: --no-letterbox); default: as "
+        "the model was trained, else stretch",
+    )
+    p.add_argument(
+        "--resize-filter",
+        choices=list(RESIZE_FILTERS),
+        default=None,
+        help="bicubic resize: opencv or pillow; default: the model's",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from attnyolo.data.images import DEFAULT_RESIZE_FILTER, RESIZE_FILTERS
 
@@ -376,9 +481,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("predict", help="detect objects in images; writes labelled images + JSON")
-    p.add_argument("model", help="a .keras detector file")
-    p.add_argument("images", nargs="+", help="image files or folders")
+    p = sub.add_parser(
+        "predict",
+        help="detect objects in images, folders, globs, videos or a webcam; writes labelled "
+        "images/videos, detections.json and what is asked",
+    )
+    p.add_argument("model", help="a detector file: .keras, .onnx, .tflite or a SavedModel folder")
+    p.add_argument(
+        "sources",
+        nargs="+",
+        help="image files, folders (searched recursively), globs ('photos/**/*.jpg'), video "
+        "files, or a webcam index (0)",
+    )
     p.add_argument("-o", "--output", default="predictions", help="output folder")
     p.add_argument("--confidence", type=float, default=0.5)
     p.add_argument("--nms-iou", type=float, default=0.3)
@@ -392,15 +506,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resize-filter",
         choices=list(RESIZE_FILTERS),
-        default=DEFAULT_RESIZE_FILTER,
-        help="bicubic resize: opencv (cv2) or pillow (PIL, the original's); best the one the "
-        f"model was trained with (default: {DEFAULT_RESIZE_FILTER})",
+        default=None,
+        help="bicubic resize: opencv (cv2) or pillow (PIL, the original's); default: the one the "
+        f"model was trained with (its file says), else {DEFAULT_RESIZE_FILTER}",
     )
     p.add_argument("--max-per-class", type=int, default=100)
-    p.add_argument("--max-detections", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--no-draw", action="store_true", help="write only detections.json")
+    p.add_argument("--max-detections", type=int, default=None, help="at most this many per image")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument(
+        "--classes", nargs="+", default=None, metavar="CLASS", help="keep only these (names or ids)"
+    )
+    p.add_argument("--no-draw", action="store_true", help="no labelled images or videos")
+    p.add_argument(
+        "--save-txt",
+        nargs="?",
+        const="yolo",
+        choices=["yolo", "voc"],
+        default=None,
+        help="a text file per image in labels/: yolo (class cx cy w h score, normalised; the "
+        "default) or voc (the original's detection-results lines)",
+    )
+    p.add_argument("--save-json", action="store_true", help="COCO results: detections_coco.json")
+    p.add_argument("--crop", action="store_true", help="each detection cut out to crops/<class>/")
+    p.add_argument("--count", action="store_true", help="per-class counts, printed and counts.json")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "fps",
+        help="images per second and ms per image: network only and end to end (read, resize, "
+        "network, decode, NMS, draw)",
+    )
+    p.add_argument("model", help="a detector file: .keras, .onnx, .tflite or a SavedModel folder")
+    p.add_argument(
+        "images",
+        nargs="*",
+        help="image files for the end-to-end figures (default: a synthetic 640x480 JPEG)",
+    )
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=30, help="timed runs of each job")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    p.add_argument("--network-only", action="store_true", help="only the forward pass")
+    p.add_argument("--confidence", type=float, default=0.5)
+    p.add_argument("--nms-iou", type=float, default=0.3)
+    p.add_argument("--letterbox", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.set_defaults(func=cmd_fps)
+
+    _add_heatmap_parser(sub)
+    _add_attention_parser(sub)
+    from attnyolo.engine.export import add_export_parser  # framework-free until it runs
+
+    add_export_parser(sub)
 
     p = sub.add_parser(
         "evaluate",
@@ -649,17 +806,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as the plain line the message is (`file: problem`), without Python's
+    `path.py:475: DatasetWarning:` prefix and the source line under it."""
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
     args = build_parser().parse_args(argv)
     _resolve_phi(args)
-    from attnyolo.data.images import ImageError
-    from attnyolo.models.darknet import DarknetError
-    from attnyolo.models.saving import ModelFileError
-
+    warnings.showwarning = _plain_warning
     try:
         args.func(args)
-    except (ImageError, DarknetError, ModelFileError, OSError, ValueError, RuntimeError) as e:
+    # Every attnyolo error (ImageError, DarknetError, ModelFileError, SourceError, ...) is a
+    # ValueError naming the file; nothing is imported here, so that a command that needs no
+    # framework (predict with an ONNX model, data tools) loads none.
+    except (OSError, ValueError, RuntimeError) as e:
         if os.environ.get("ATTNYOLO_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)

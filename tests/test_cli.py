@@ -102,15 +102,15 @@ def test_predict_passes_the_resize_filter(tmp_path, monkeypatch, capsys):
 
     seen = {}
 
-    def fake(model, images, **options):
+    def fake(model, sources, **options):
         seen.update(options)
-        return {"images": [], "failed": []}
+        return {"images": [{}], "failed": [], "written": []}
 
-    monkeypatch.setattr(predict, "predict_images", fake)
+    monkeypatch.setattr(predict, "run_predict", fake)
     run(capsys, "predict", "m.keras", tmp_path / "a.jpg", "--resize-filter", "pillow")
     assert seen["resize_filter"] == "pillow"
     run(capsys, "predict", "m.keras", tmp_path / "a.jpg")
-    assert seen["resize_filter"] == "opencv"
+    assert seen["resize_filter"] is None  # the model's own, else opencv
     with pytest.raises(SystemExit):
         main(["predict", "m.keras", "a.jpg", "--resize-filter", "pil"])
     assert "choose from 'opencv', 'pillow'" in capsys.readouterr().err

@@ -24,6 +24,10 @@ from attnyolo.cli import build_parser, main
 TESTED = {
     ("summary",),
     ("predict",),
+    ("fps",),
+    ("heatmap",),
+    ("attention",),
+    ("export",),
     ("evaluate",),
     ("train",),
     ("quickstart",),
@@ -184,20 +188,14 @@ def test_summary_of_a_model_file(tmp_path, monkeypatch, capsys):
 
 
 def test_predict(tmp_path, monkeypatch, capsys):
-    calls = record(
-        monkeypatch,
-        "attnyolo.engine.predict.predict_images",
-        returns={"images": [], "failed": []},
-    )
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for name in ("b.png", "a.JPG", "notes.txt"):
-        (folder / name).write_bytes(b"")
+    done = {"images": [{"image": "x.jpg"}], "failed": [], "written": []}
+    calls = record(monkeypatch, "attnyolo.engine.predict.run_predict", returns=done)
     argv = [
         "predict",
-        str(tmp_path / "m.keras"),
+        str(tmp_path / "m.onnx"),
         str(tmp_path / "x.jpg"),
-        str(folder),
+        str(tmp_path / "images"),
+        "0",
         "--output",
         str(tmp_path / "out"),
         "--confidence",
@@ -213,27 +211,186 @@ def test_predict(tmp_path, monkeypatch, capsys):
         "9",
         "--batch-size",
         "3",
+        "--classes",
+        "cat",
+        "2",
         "--no-draw",
+        "--save-txt",
+        "--save-json",
+        "--crop",
+        "--count",
+        "--no-progress",
     ]
-    stretched = ["predict", str(tmp_path / "m.keras"), str(tmp_path / "x.jpg"), "--no-letterbox"]
+    second_argv = [
+        "predict",
+        str(tmp_path / "m.keras"),
+        str(tmp_path / "x.jpg"),
+        "--no-letterbox",
+        "--save-txt",
+        "voc",
+    ]
     run(capsys, argv)
-    run(capsys, stretched)
+    run(capsys, second_argv)
     call, second = calls
-    assert call["model_path"] == str(tmp_path / "m.keras")
-    assert call["images"] == [tmp_path / "x.jpg", folder / "a.JPG", folder / "b.png"]
+    assert call["model"] == str(tmp_path / "m.onnx")
+    assert call["sources"] == [str(tmp_path / "x.jpg"), str(tmp_path / "images"), "0"]
     check_flags(
         ("predict",),
-        [argv, stretched],
+        [argv, second_argv],
         {
             "--output": (call["output_dir"], str(tmp_path / "out")),
             "--confidence": (call["confidence"], 0.25),
             "--nms-iou": (call["nms_iou"], 0.45),
             "--letterbox": ([call["letterbox"], second["letterbox"]], [True, False]),
-            "--resize-filter": (call["resize_filter"], "pillow"),
+            "--resize-filter": ([call["resize_filter"], second["resize_filter"]], ["pillow", None]),
             "--max-per-class": (call["max_per_class"], 7),
             "--max-detections": (call["max_detections"], 9),
             "--batch-size": (call["batch_size"], 3),
-            "--no-draw": (call["draw"], False),
+            "--classes": (call["classes"], ["cat", "2"]),
+            "--no-draw": ([call["draw"], second["draw"]], [False, True]),
+            "--save-txt": ([call["save_txt"], second["save_txt"]], ["yolo", "voc"]),
+            "--save-json": ([call["save_json"], second["save_json"]], [True, False]),
+            "--crop": ([call["crop"], second["crop"]], [True, False]),
+            "--count": ([call["count"], second["count"]], [True, False]),
+            "--no-progress": ([call["progress"], second["progress"]], [False, True]),
+        },
+    )
+
+
+def test_fps(tmp_path, monkeypatch, capsys):
+    predictors = record(monkeypatch, "attnyolo.engine.predict.Predictor", returns="PREDICTOR")
+    calls = record(monkeypatch, "attnyolo.engine.fps.measure_fps", returns={"network": {}})
+    monkeypatch.setattr("attnyolo.engine.fps.format_fps", lambda report: "FPS")
+    argv = [
+        "fps",
+        str(tmp_path / "m.keras"),
+        str(tmp_path / "a.jpg"),
+        "--batch-size",
+        "8",
+        "--repeats",
+        "11",
+        "--warmup",
+        "2",
+        "--network-only",
+        "--confidence",
+        "0.2",
+        "--nms-iou",
+        "0.6",
+        "--letterbox",
+        "--json",
+    ]
+    printed = run(capsys, argv)
+    made, call = predictors[0], calls[0]
+    assert call["predictor"] == "PREDICTOR" and made["model"] == str(tmp_path / "m.keras")
+    check_flags(
+        ("fps",),
+        [argv],
+        {
+            "--batch-size": ([call["batch_size"], made["batch_size"]], [8, 8]),
+            "--repeats": (call["repeats"], 11),
+            "--warmup": (call["warmup"], 2),
+            "--network-only": (call["end_to_end"], False),
+            "--confidence": (made["confidence"], 0.2),
+            "--nms-iou": (made["nms_iou"], 0.6),
+            "--letterbox": (made["letterbox"], True),
+            "--json": (json.loads(printed), {"network": {}}),
+        },
+    )
+    assert call["images"] == [str(tmp_path / "a.jpg")]
+
+
+def test_heatmap(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("attnyolo.engine.explain._load", lambda args: ("MODEL", "IMAGE"))
+    calls = record(
+        monkeypatch,
+        "attnyolo.engine.explain.objectness_heatmap",
+        returns=SimpleNamespace(overlay=lambda path: path),
+    )
+    argv = [
+        "heatmap",
+        str(tmp_path / "m.keras"),
+        str(tmp_path / "a.jpg"),
+        "--output",
+        str(tmp_path / "h.png"),
+        "--letterbox",
+        "--resize-filter",
+        "pillow",
+    ]
+    printed = run(capsys, argv).strip()
+    call = calls[0]
+    assert (call["model"], call["image"]) == ("MODEL", "IMAGE")
+    check_flags(
+        ("heatmap",),
+        [argv],
+        {
+            "--output": (printed, f"wrote {tmp_path / 'h.png'}"),
+            "--letterbox": (call["letterbox"], True),
+            "--resize-filter": (call["resize_filter"], "pillow"),
+        },
+    )
+
+
+def test_attention(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("attnyolo.engine.explain._load", lambda args: ("MODEL", "IMAGE"))
+    calls = record(monkeypatch, "attnyolo.engine.explain.attention_report", returns=["R"])
+    saved = record(
+        monkeypatch, "attnyolo.engine.explain.save_attention_figures", returns=[tmp_path / "f"]
+    )
+    argv = [
+        "attention",
+        str(tmp_path / "m.keras"),
+        str(tmp_path / "a.jpg"),
+        "--output",
+        str(tmp_path / "maps"),
+        "--no-letterbox",
+        "--resize-filter",
+        "pillow",
+        "--top",
+        "4",
+    ]
+    run(capsys, argv)
+    call, save = calls[0], saved[0]
+    assert call["source"] == "m.keras" and save["reports"] == ["R"]
+    check_flags(
+        ("attention",),
+        [argv],
+        {
+            "--output": (save["out_dir"], tmp_path / "maps"),
+            "--letterbox": (call["letterbox"], False),
+            "--resize-filter": (call["resize_filter"], "pillow"),
+            "--top": (save["top"], 4),
+        },
+    )
+
+
+def test_export(tmp_path, monkeypatch, capsys):
+    calls = record(monkeypatch, "attnyolo.engine.export.export_model", returns="RESULT")
+    monkeypatch.setattr("attnyolo.engine.export.format_result", lambda result: result)
+    argv = [
+        "export",
+        str(tmp_path / "m.keras"),
+        "--format",
+        "tflite",
+        "--output",
+        str(tmp_path / "m.tflite"),
+        "--quantize",
+        "int8",
+        "--image",
+        str(tmp_path / "a.jpg"),
+        "--opset",
+        "17",
+    ]
+    assert run(capsys, argv).strip() == "RESULT"
+    call = calls[0]
+    check_flags(
+        ("export",),
+        [argv],
+        {
+            "--format": (call["format"], "tflite"),
+            "--output": (call["output"], str(tmp_path / "m.tflite")),
+            "--quantize": (call["tflite_quantization"], "int8"),
+            "--image": (call["image"], str(tmp_path / "a.jpg")),
+            "--opset": (call["opset"], 17),
         },
     )
 

@@ -34,6 +34,7 @@ from attnyolo.data.images import (
     load_image,
 )
 from attnyolo.data.records import Dataset
+from attnyolo.inference.config import PIXEL_DIVISOR
 
 __all__ = ["DetectionSequence", "Sample", "loader_throughput"]
 
@@ -252,7 +253,7 @@ class DetectionSequence(keras.utils.PyDataset):
                 k = self.max_boxes
             boxes[row, :k] = sample.boxes[:k]
             classes[row, :k] = sample.classes[:k]
-        images /= 255.0
+        images /= PIXEL_DIVISOR  # as every other input: attnyolo.inference.preprocess
         return images, {"boxes": boxes, "classes": classes}
 
     def load_sample(self, position: int, epoch: int | None = None) -> Sample:

@@ -18,7 +18,7 @@ import numpy as np
 
 from attnyolo.data.map_out import check_box, parse_detection_line, text_files, text_lines
 from attnyolo.data.records import Dataset
-from attnyolo.models.decoder import Detections
+from attnyolo.inference.decoder import Detections
 from attnyolo.utils import atomic_write
 
 

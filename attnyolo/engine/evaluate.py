@@ -16,7 +16,6 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +23,12 @@ import numpy as np
 from tqdm import tqdm
 
 from attnyolo.data.datasets import coco_category_ids
-from attnyolo.data.images import DEFAULT_RESIZE_FILTER, ImageError, load_image
 from attnyolo.data.records import Dataset, TextRecord
 from attnyolo.engine.detection_files import write_map_out
 from attnyolo.engine.plots import plot_bars, plot_pr_curve, safe_name
-from attnyolo.engine.predict import Predictor
+from attnyolo.engine.predict import Predictor, open_model
+from attnyolo.inference.decoder import Detections
+from attnyolo.inference.stream import file_items
 from attnyolo.metrics.coco import (
     STAT_NAMES,
     COCOResult,
@@ -37,7 +37,6 @@ from attnyolo.metrics.coco import (
     evaluate_coco,
 )
 from attnyolo.metrics.voc import VOCResult, evaluate_voc
-from attnyolo.models.decoder import Detections
 from attnyolo.utils import atomic_write
 
 # How each protocol detects and scores. "voc": the original get_map.py's detection settings,
@@ -98,13 +97,13 @@ def detect(
     max_per_class: int = DETECTION_DEFAULTS["max_per_class"],
     letterbox: bool | None = None,
     max_detections: int | None = None,
-    resize_filter: str = DEFAULT_RESIZE_FILTER,
+    resize_filter: str | None = None,
     original_output: bool = False,
     batch_size: int = 8,
     progress: bool = True,
 ) -> list[Detections | None]:
-    """Runs the detector over every record, in batches, reading the next images in threads while
-    the model runs. An unreadable image is reported (a warning naming it) and gets None. The
+    """Runs the detector (any model format: see `Predictor`) over every record through the one
+    streaming loop. An unreadable image is reported (a warning naming it) and gets None. The
     options are `Predictor`'s."""
     predictor = Predictor(
         model,
@@ -118,25 +117,15 @@ def detect(
         batch_size=batch_size,
     )
 
-    def read(record):
-        try:
-            return load_image(record.image)
-        except ImageError as e:
-            warnings.warn(f"skipped: {e}", stacklevel=2)
-            return None
-
     results: list[Detections | None] = []
     records = dataset.records
-    bar = tqdm(total=len(records), desc="detect", unit="img", disable=not progress)
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        images = pool.map(read, records)
-        for start in range(0, len(records), batch_size):
-            chunk = [next(images) for _ in range(min(batch_size, len(records) - start))]
-            readable = [image for image in chunk if image is not None]
-            found = iter(predictor(readable) if readable else [])
-            results += [None if image is None else next(found) for image in chunk]
-            bar.update(len(chunk))
-    bar.close()
+    items = file_items(record.image for record in records)
+    with tqdm(total=len(records), desc="detect", unit="img", disable=not progress) as bar:
+        for result in predictor.stream(items, keep_images=False):
+            if result.error is not None:
+                warnings.warn(f"skipped: {result.error}", stacklevel=2)
+            results.append(result.detections)
+            bar.update()
     return results
 
 
@@ -313,11 +302,14 @@ def evaluate_model(
     """Detection over `dataset` with the settings of `protocol` (`EVALUATION_PROTOCOLS`; "voc": the
     original get_map.py's), each overridden where given, then `evaluate` under `protocol`.
 
-    Under "voc" a model that knows the geometry it was trained with (`model.letterbox`, which
-    attnyolo's training records) is fed that way unless `letterbox` is given; the original's
-    protocols keep their own, as the original."""
-    if letterbox is None and protocol == "voc" and getattr(model, "letterbox", None) is not None:
-        letterbox = bool(model.letterbox)
+    `model` is a `YOLOv4Tiny`, a model file of any format, or a runtime (see
+    `attnyolo.engine.predict.open_model`). Under "voc" a model that knows the geometry it was
+    trained with (its letterbox and resize filter, which attnyolo's training records) is fed that
+    way unless told; the original's protocols keep their own, as the original."""
+    runtime = open_model(model)
+    trained = runtime.config
+    if letterbox is None and protocol == "voc" and trained.letterbox is not None:
+        letterbox = bool(trained.letterbox)
     given = {
         "confidence": confidence,
         "nms_iou": nms_iou,
@@ -330,8 +322,8 @@ def evaluate_model(
         **_protocol(protocol)["detection"],
         **{k: v for k, v in given.items() if v is not None},
     }
-    detections = detect(model, dataset, batch_size=batch_size, progress=progress, **detection)
-    settings = {**detection, "input_size": list(model.input_size)}
+    detections = detect(runtime, dataset, batch_size=batch_size, progress=progress, **detection)
+    settings = {**detection, "input_size": list(trained.input_size)}
     if protocol != "voc":
         dataset = original_ground_truth(dataset)
     return evaluate(dataset, detections, settings=settings, protocol=protocol, **evaluate_options)

@@ -1,48 +1,57 @@
-"""Detection on images: a batched, compiled forward pass followed by the decoder."""
+"""Detection on images with any model format: the one preprocessor, runtime and decoder, through
+the one streaming loop (`attnyolo.inference.stream`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from attnyolo.data.images import (
-    DEFAULT_RESIZE_FILTER,
-    ImageError,
-    check_resize_filter,
-    letterbox,
-    load_image,
-    resize,
-)
-from attnyolo.engine.visualize import draw_detections
-from attnyolo.models.decoder import Detections, YoloDecoder
-from attnyolo.models.saving import load_detector
-from attnyolo.models.yolo import YOLOv4Tiny
-from attnyolo.utils import atomic_path, atomic_write
+from attnyolo.inference.config import InferenceConfig
+from attnyolo.inference.decoder import Detections, YoloDecoder
+from attnyolo.inference.preprocess import Preprocessor
+from attnyolo.inference.stream import Item, Result, array_items, detect_stream
+from attnyolo.utils import atomic_write
 
 
-def trained_geometry(model) -> bool:
-    """Whether to letterbox for `model`: as it was trained, where its file says; else stretch
-    (the original scripts' prediction default)."""
-    return bool(getattr(model, "letterbox", None))
+def open_model(model):
+    """A runtime for `model`: a `YOLOv4Tiny`, a model file (`.keras`, `.onnx`, `.tflite`, a
+    SavedModel folder), or a runtime already (anything with `config` and a batch call). Only
+    a Keras model imports Keras."""
+    if hasattr(model, "config") and isinstance(model.config, InferenceConfig):
+        return model
+    if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() != ".keras":
+        from attnyolo.inference.runtimes import open_runtime
+
+        runtime = open_runtime(model)
+        if runtime is not None:
+            return runtime
+    if isinstance(model, (str, os.PathLike)):
+        from attnyolo.models.saving import load_detector
+
+        model = load_detector(model)
+    from attnyolo.inference.keras_runtime import KerasRuntime
+
+    return KerasRuntime(model)
 
 
 class Predictor:
-    """Runs a detector on RGB uint8 images of any size.
+    """Detects objects in RGB uint8 images of any size, with any model format.
 
     Args:
-        model: a `YOLOv4Tiny`.
+        model: a `YOLOv4Tiny`, a model file (`.keras`, `.onnx`, `.tflite`, SavedModel folder)
+            or a runtime (see `open_model`).
         confidence, nms_iou, max_per_class, max_detections: see `YoloDecoder`; the defaults are
             the original scripts' prediction settings.
         letterbox: keep the aspect ratio and pad with grey (True) or stretch (False, the
-            original's default); None: as the model was trained (`model.letterbox`), else
+            original's default); None: as the model was trained (its file says), else
             stretch.
-        resize_filter: the bicubic resize, `"opencv"` or `"pillow"` (the original's); best the
-            one the model was trained with. See `attnyolo.data.images`.
+        resize_filter: the bicubic resize, `"opencv"` or `"pillow"` (the original's); None: the
+            one the model was trained with, else `"opencv"`. See `attnyolo.data.images`.
         batch_size: images per forward pass.
         original_output: boxes and scores as the original scripts' evaluation writes them to
             its map_out text files (`yolo.py`, `get_map_txt`): the letterbox undone with the
@@ -53,23 +62,27 @@ class Predictor:
 
     def __init__(
         self,
-        model: YOLOv4Tiny,
+        model,
         confidence: float = 0.5,
         nms_iou: float = 0.3,
         letterbox: bool | None = None,
         max_per_class: int = 100,
         max_detections: int | None = None,
         batch_size: int = 8,
-        resize_filter: str = DEFAULT_RESIZE_FILTER,
+        resize_filter: str | None = None,
         original_output: bool = False,
     ):
-        self.model = model
+        self.runtime = open_model(model)
+        self.config: InferenceConfig = self.runtime.config
         self.original_output = bool(original_output)
-        self.letterbox = trained_geometry(model) if letterbox is None else bool(letterbox)
-        self.resize_filter = check_resize_filter(resize_filter)
-        self.batch_size = batch_size
-        self.decoder = YoloDecoder.from_model(
-            model,
+        self.preprocessor = Preprocessor.from_config(
+            self.config, letterbox, resize_filter, original_transform=self.original_output
+        )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.decoder = YoloDecoder.from_config(
+            self.config,
             confidence=confidence,
             nms_iou=nms_iou,
             max_per_class=max_per_class,
@@ -77,46 +90,65 @@ class Predictor:
             clip=not self.original_output,
         )
 
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        sizer = letterbox if self.letterbox else resize
-        sized, transform = sizer(image, self.model.input_size, resize_filter=self.resize_filter)
-        if self.original_output and self.letterbox:
-            transform = _original_letterbox_transform(image.shape[:2], self.model.input_size)
-        return sized.astype(np.float32) / 255.0, transform
+    @property
+    def model(self):
+        """The Keras model, where the runtime is Keras."""
+        return getattr(self.runtime, "model", None)
 
-    def forward(self, batch: np.ndarray) -> list[np.ndarray]:
-        # predict_on_batch runs Keras' compiled predict function (tf.function / jax.jit): on TF
-        # an eager call was measured at 118 ms against 42 ms compiled (416x416, 2 cores).
-        if _replicas(self.model) > 1:
-            # Under a tf.distribute strategy predict_on_batch runs the whole batch on every
-            # replica and returns the copies concatenated; predict splits it properly.
-            heads = self.model.predict(batch, batch_size=len(batch), verbose=0)
-        else:
-            heads = self.model.predict_on_batch(batch)
-        return [np.asarray(h, np.float32) for h in heads]
+    @property
+    def letterbox(self) -> bool:
+        return self.preprocessor.letterbox
+
+    @property
+    def resize_filter(self) -> str:
+        return self.preprocessor.resize_filter
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.classes)
+
+    def settings(self) -> dict:
+        """The detection settings, for reports."""
+        return {
+            "confidence": self.decoder.confidence,
+            "nms_iou": self.decoder.nms_iou,
+            "max_per_class": self.decoder.max_per_class,
+            "max_detections": self.decoder.max_detections,
+            **self.preprocessor.settings(),
+            "runtime": self.runtime.name,
+        }
+
+    def stream(
+        self,
+        items: Iterable[Item],
+        keep_images: bool = True,
+        batch_size: int | None = None,
+        workers: int | None = None,
+    ) -> Iterator[Result]:
+        """`Result`s for `items` (see `attnyolo.inference.stream.detect_stream`), read in threads,
+        in batches, in order; an unreadable image gets its error and the loop goes on."""
+        results = detect_stream(
+            self.runtime,
+            items,
+            self.preprocessor,
+            self.decoder,
+            batch_size=batch_size or self.batch_size,
+            workers=workers,
+            keep_images=keep_images,
+        )
+        for result in results:
+            if self.original_output and result.detections is not None:
+                result.detections = as_written_by_original(result.detections)
+            yield result
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        results: list[Detections] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            prepared = [self.preprocess(image) for image in chunk]
-            batch = np.stack([p[0] for p in prepared])
-            heads = self.forward(batch)
-            sizes = [image.shape[:2] for image in chunk]
-            found = self.decoder(heads, sizes, np.stack([p[1] for p in prepared]))
-            results += [as_written_by_original(d) for d in found] if self.original_output else found
-        return results
-
-
-def _original_letterbox_transform(image_size, input_size) -> np.ndarray:
-    """How the original's decoder undoes a letterbox (`yolo_correct_boxes`): the resized image
-    is taken as `round(size * scale)` (half to even, as `tf.round`) and centred at half the
-    padding, unfloored; the image itself was pasted at `int()` sizes and floored offsets, so the
-    original's boxes are off by up to about a pixel of the input."""
-    (ih, iw), (h, w) = image_size, input_size
-    scale = min(h / ih, w / iw)
-    nh, nw = np.round(ih * scale), np.round(iw * scale)
-    return np.array([nw / iw, nh / ih, (w - nw) / 2, (h - nh) / 2], np.float64)
+        """Detections for images in memory (RGB uint8), in order."""
+        found = []
+        for result in self.stream(array_items(images), keep_images=False, workers=1):
+            if result.error is not None:
+                raise ValueError(result.error)
+            found.append(result.detections)
+        return found
 
 
 def as_written_by_original(detections: Detections) -> Detections:
@@ -130,9 +162,176 @@ def as_written_by_original(detections: Detections) -> Detections:
     )
 
 
-def _replicas(model) -> int:
-    strategy = getattr(model, "distribute_strategy", None)  # TensorFlow trainers only
-    return int(getattr(strategy, "num_replicas_in_sync", 1))
+def _class_filter(classes, class_names: Sequence[str]) -> np.ndarray | None:
+    """Indices of the classes to keep, from names or indices; None keeps all."""
+    if not classes:
+        return None
+    keep = []
+    for c in classes:
+        text = str(c)
+        if text in class_names:
+            keep.append(list(class_names).index(text))
+        elif text.isdigit() and int(text) < len(class_names):
+            keep.append(int(text))
+        else:
+            raise ValueError(
+                f"--classes: {text!r} is not a class of this model ({', '.join(class_names)})"
+            )
+    return np.asarray(sorted(set(keep)), np.int64)
+
+
+def _keep_classes(detections: Detections, keep: np.ndarray | None) -> Detections:
+    if keep is None:
+        return detections
+    mask = np.isin(detections.classes, keep)
+    return Detections(detections.boxes[mask], detections.scores[mask], detections.classes[mask])
+
+
+def run_predict(
+    model,
+    sources: Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike = "predictions",
+    *,
+    draw: bool = True,
+    save_txt: str | None = None,
+    save_json: bool = False,
+    crop: bool = False,
+    count: bool = False,
+    classes: Sequence[str | int] | None = None,
+    progress: bool = True,
+    on_result: Callable[[Result, list[str]], None] | None = None,
+    **predictor_options,
+) -> dict:
+    """Detects objects in images, folders, globs, videos and webcams (`attnyolo predict`).
+
+    Every source is opened (and checked) before anything is written. Images and video frames
+    stream through the one detection loop; a folder or a video is never held in memory.
+
+    Args:
+        model: a model file of any format (`.keras`, `.onnx`, `.tflite`, SavedModel) or a model.
+        sources: image files, folders (recursive), globs, video files, webcam indices ("0").
+        output_dir: where everything goes.
+        draw: labelled images (`<stem>.jpg`), and for a video or webcam a labelled video with
+            its frame rate and size (`<stem>.mp4`).
+        save_txt: `"yolo"` (class cx cy w h score, normalised) or `"voc"` (the original's
+            detection-results lines) text files in `labels/`.
+        save_json: COCO results in `detections_coco.json`.
+        crop: each detection cut out to `crops/<class>/`.
+        count: per-class counts, printed and written to `counts.json`.
+        classes: keep only these classes (names or indices).
+        on_result: called with each `Result` and the class names (the CLI prints from it).
+        predictor_options: `Predictor`'s (confidence, nms_iou, letterbox, ...).
+
+    Returns:
+        The document written to `detections.json`: model, settings, per image or frame its size
+        and detections, the files that failed, and the files written.
+    """
+    from tqdm import tqdm
+
+    from attnyolo.inference import sinks
+    from attnyolo.inference.sources import open_sources
+
+    predictor = Predictor(model, **predictor_options)
+    opened = open_sources([str(s) for s in sources])  # every source checked before writing
+    names = predictor.class_names
+    keep = _class_filter(classes, names)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    shared: list = []
+    if draw:
+        shared.append(sinks.DrawnImages(output_dir, names))
+    if save_txt:
+        shared.append(sinks.TxtLabels(output_dir / "labels", names, style=save_txt))
+    if save_json:
+        shared.append(sinks.CocoJson(output_dir / "detections_coco.json", names))
+    if crop:
+        shared.append(sinks.Crops(output_dir / "crops", names))
+    if count:
+        shared.append(sinks.Counts(names, output_dir / "counts.json"))
+    document = {
+        "model": str(model) if isinstance(model, (str, os.PathLike)) else None,
+        "classes": names,
+        "settings": {**predictor.settings(), "classes": None if keep is None else keep.tolist()},
+        "images": [],
+        "failed": [],
+        "written": [],
+    }
+    written: list[Path] = []
+    open_sinks = list(shared)
+    drawn = shared[0] if draw else None
+    try:
+        for source in opened:
+            video = source.kind in ("video", "webcam")
+            outputs = [s for s in shared if not (video and isinstance(s, sinks.DrawnImages))]
+            video_sink = None
+            if video and draw:
+                video_sink = sinks.DrawnVideo(
+                    output_dir / f"{_video_stem(source.name)}.mp4",
+                    source.fps,
+                    source.frame_size,
+                    names,
+                )
+                outputs.append(video_sink)
+                open_sinks.append(video_sink)
+            keep_images = any(s.needs_images for s in outputs)
+            batch = 1 if source.kind == "webcam" else predictor.batch_size
+            with tqdm(
+                total=source.count,
+                desc=Path(source.name).name or source.name,
+                unit="img",
+                disable=not progress,
+                leave=False,
+            ) as bar:
+                items = source.items()
+                for result in predictor.stream(items, keep_images=keep_images, batch_size=batch):
+                    bar.update()
+                    if result.error is not None:
+                        print(f"error: {result.error}", file=sys.stderr)
+                        document["failed"].append(
+                            {"image": result.item.name, "error": result.error}
+                        )
+                        continue
+                    result.detections = _keep_classes(result.detections, keep)
+                    for sink in outputs:
+                        sink.add(result)
+                    height, width = result.image_size
+                    entry = {
+                        "image": result.item.name,
+                        "height": height,
+                        "width": width,
+                        "detections": result.detections.to_records(names),
+                    }
+                    if drawn is not None and not video:
+                        entry["output"] = str(drawn.written[-1])
+                    document["images"].append(entry)
+                    if on_result is not None:
+                        on_result(result, names)
+                    result.image = None  # nothing holds a frame once it is written
+            if video_sink is not None:
+                written += video_sink.close()
+        for sink in shared:
+            written += sink.close()
+    except KeyboardInterrupt:
+        # Stopped by hand (a webcam is stopped so): keep what was done, complete files only.
+        for sink in open_sinks:
+            written += sink.close()
+        document["interrupted"] = True
+    except BaseException:
+        for sink in open_sinks:
+            sink.abort()
+        raise
+    counts = next((s for s in shared if isinstance(s, sinks.Counts)), None)
+    if counts is not None:
+        document["counts"] = {n: int(c) for n, c in zip(names, counts.totals, strict=True)}
+        document["count_lines"] = counts.summary_lines()
+    written.append(output_dir / "detections.json")
+    document["written"] = [str(p) for p in dict.fromkeys(written)]
+    atomic_write(output_dir / "detections.json", json.dumps(document, indent=2))
+    return document
+
+
+def _video_stem(name: str) -> str:
+    return f"webcam{name}" if name.isdigit() else Path(name).stem
 
 
 def predict_images(
@@ -142,57 +341,8 @@ def predict_images(
     draw: bool = True,
     **predictor_options,
 ) -> dict:
-    """Detects objects in image files; writes labelled images and `detections.json`.
-
-    A file that cannot be read is reported on stderr and skipped; the others are processed.
-
-    Returns:
-        The JSON document written: model, settings, and per image its size and detections (boxes
-        as x1, y1, x2, y2 in the image's pixels), plus the list of files that failed.
-    """
-    model = load_detector(model_path)
-    predictor = Predictor(model, **predictor_options)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    document = {
-        "model": str(model_path),
-        "classes": model.class_names,
-        "settings": {
-            "confidence": predictor.decoder.confidence,
-            "nms_iou": predictor.decoder.nms_iou,
-            "letterbox": predictor.letterbox,
-            "resize_filter": predictor.resize_filter,
-            "input_size": list(model.input_size),
-        },
-        "images": [],
-        "failed": [],
-    }
-    loaded: list[tuple[Path, np.ndarray]] = []
-    for path in map(Path, images):
-        try:
-            loaded.append((path, load_image(path)))
-        except ImageError as e:
-            print(f"error: {e}", file=sys.stderr)
-            document["failed"].append({"image": str(path), "error": str(e)})
-    used_names: set[str] = set()
-    for start in range(0, len(loaded), predictor.batch_size):
-        chunk = loaded[start : start + predictor.batch_size]
-        for (path, image), dets in zip(chunk, predictor([im for _, im in chunk]), strict=True):
-            entry = {
-                "image": str(path),
-                "height": int(image.shape[0]),
-                "width": int(image.shape[1]),
-                "detections": dets.to_records(model.class_names),
-            }
-            if draw:
-                name = path.stem
-                while name in used_names:  # same stem in different folders
-                    name += "_"
-                used_names.add(name)
-                out = output_dir / f"{name}.jpg"
-                with atomic_path(out) as tmp:
-                    draw_detections(image, dets, model.class_names).save(tmp)
-                entry["output"] = str(out)
-            document["images"].append(entry)
-    atomic_write(output_dir / "detections.json", json.dumps(document, indent=2))
-    return document
+    """Detects objects in image files; writes labelled images and `detections.json` (see
+    `run_predict`, which also takes folders, globs, videos and webcams)."""
+    return run_predict(
+        model_path, images, output_dir, draw=draw, progress=False, **predictor_options
+    )

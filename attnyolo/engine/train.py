@@ -183,6 +183,7 @@ def build_model(config: dict[str, Any], class_names: list[str]) -> YOLOv4Tiny:
         anchors=anchors,
         xy_scale=xy_scale,
         letterbox=True,  # training and validation keep the aspect ratio (grey padding)
+        resize_filter=config["resize_filter"],
     )
 
 

@@ -1,14 +1,34 @@
-"""Drawing labelled boxes on images."""
+"""Drawing labelled boxes on images.
+
+Sizes follow the image: the font is 3% of the shorter side (the original scripts take 3% of the
+height), never under 10 px, and boxes are one pixel thick per 300 px of the shorter side, so a
+64-px thumbnail and a 4000-px photo both read. Each class has its own hue; the label's text is
+black or white, whichever contrasts more with that hue.
+
+A label never hides another label. They are placed one by one, highest score first, at the first
+of these spots that lies inside the image and overlaps no label placed before: above the box's
+top-left corner, inside the box under its top edge, under the box, then the same three on the
+box's right side, then the inside bottom corners. Where all are taken, the nearest free spot to
+the first is searched for (a label there may sit away from its box); only where the image has
+no room left does a label go to the first spot, clamped into the image, overlapping.
+"""
 
 from __future__ import annotations
 
 import colorsys
+import functools
+import math
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from attnyolo.models.decoder import Detections
+from attnyolo.inference.decoder import Detections
+
+MIN_FONT_SIZE = 10
+
+# A label rectangle, half-open: x1 <= x < x2, y1 <= y < y2, in whole pixels.
+Rect = tuple[int, int, int, int]
 
 
 def class_colors(num_classes: int) -> list[tuple[int, int, int]]:
@@ -19,28 +39,212 @@ def class_colors(num_classes: int) -> list[tuple[int, int, int]]:
     ]
 
 
+def text_color(fill: Sequence[int]) -> tuple[int, int, int]:
+    """Black or white, whichever contrasts more with `fill` (WCAG relative luminance: black
+    above 0.179, where both contrast ratios are equal)."""
+    linear = [
+        c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+        for c in (v / 255.0 for v in fill)
+    ]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return (0, 0, 0) if luminance > 0.179 else (255, 255, 255)
+
+
+def font_size(width: int, height: int) -> int:
+    """The label font's size in pixels for an image of this size."""
+    return max(MIN_FONT_SIZE, round(0.03 * min(width, height)))
+
+
+def line_width(width: int, height: int) -> int:
+    """The boxes' line width in pixels for an image of this size."""
+    return max(1, round(min(width, height) / 300))
+
+
+@functools.lru_cache(maxsize=16)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def _labels(detections: Detections, class_names: Sequence[str]) -> list[str]:
+    return [
+        f"{class_names[int(c)]} {float(s):.2f}"
+        for s, c in zip(detections.scores, detections.classes, strict=True)
+    ]
+
+
+def _overlaps(rect: Rect, placed: np.ndarray) -> bool:
+    if not len(placed):
+        return False
+    return bool(
+        np.any(
+            (placed[:, 0] < rect[2])
+            & (rect[0] < placed[:, 2])
+            & (placed[:, 1] < rect[3])
+            & (rect[1] < placed[:, 3])
+        )
+    )
+
+
+def _candidates(box: Sequence[int], w: int, h: int) -> list[tuple[int, int]]:
+    x1, y1, x2, y2 = box
+    return [
+        (x1, y1 - h),  # above, left
+        (x1, y1),  # inside, under the top edge, left
+        (x1, y2),  # below, left
+        (x2 - w, y1 - h),  # the same on the right
+        (x2 - w, y1),
+        (x2 - w, y2),
+        (x1, y2 - h),  # inside, over the bottom edge
+        (x2 - w, y2 - h),
+    ]
+
+
+class _Occupancy:
+    """Which parts of the image hold a label, on a grid of `cell`-pixel squares; a placed label
+    marks every cell it touches, so a window of free cells never overlaps a placed label."""
+
+    def __init__(self, width: int, height: int, cell: int):
+        self.cell = max(1, int(cell))
+        self.width, self.height = width, height
+        self.grid = np.zeros(
+            (math.ceil(height / self.cell), math.ceil(width / self.cell)), np.int32
+        )
+
+    def mark(self, rect: Rect) -> None:
+        c = self.cell
+        x1, y1 = max(0, rect[0] // c), max(0, rect[1] // c)
+        x2, y2 = math.ceil(rect[2] / c), math.ceil(rect[3] / c)
+        self.grid[y1:y2, x1:x2] = 1
+
+    def nearest_free(self, anchor: tuple[int, int], w: int, h: int) -> tuple[int, int] | None:
+        """The free spot for a w x h label nearest `anchor`, on the grid; None when the image
+        has no room left. One summed-area table per call: linear in the grid's cells."""
+        c = self.cell
+        cw, ch = math.ceil(w / c), math.ceil(h / c)
+        rows, cols = self.grid.shape
+        if cw > cols or ch > rows:
+            return None
+        sat = np.zeros((rows + 1, cols + 1), np.int32)
+        sat[1:, 1:] = self.grid.cumsum(0).cumsum(1)
+        sums = sat[ch:, cw:] - sat[:-ch, cw:] - sat[ch:, :-cw] + sat[:-ch, :-cw]
+        ys, xs = np.nonzero(sums == 0)
+        xs, ys = xs * c, ys * c
+        inside = (xs + w <= self.width) & (ys + h <= self.height)
+        xs, ys = xs[inside], ys[inside]
+        if not len(xs):
+            return None
+        best = int(np.argmin((xs - anchor[0]) ** 2 + (ys - anchor[1]) ** 2))
+        return int(xs[best]), int(ys[best])
+
+
+def place_labels(
+    boxes: np.ndarray,
+    sizes: Sequence[tuple[int, int]],
+    scores: np.ndarray,
+    image_size: tuple[int, int],
+) -> list[Rect]:
+    """Label rectangles for `boxes`, placed as the module docstring says.
+
+    Args:
+        boxes: (K, 4) x1, y1, x2, y2.
+        sizes: each label's (width, height) in pixels.
+        scores: (K,); higher scores choose first.
+        image_size: (width, height).
+
+    Returns:
+        A half-open rectangle per box, in the boxes' order.
+    """
+    width, height = image_size
+    placed = np.zeros((0, 4), np.int64)
+    rects: list[Rect | None] = [None] * len(boxes)
+    heights = [h for _, h in sizes]
+    occupancy = _Occupancy(width, height, (min(heights) if heights else 1) // 4)
+    for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
+        w, h = sizes[i]
+        x1, y1, x2, y2 = (float(v) for v in boxes[i])
+        box = (
+            int(np.clip(math.floor(x1), 0, width)),
+            int(np.clip(math.floor(y1), 0, height)),
+            int(np.clip(math.ceil(x2), 0, width)),
+            int(np.clip(math.ceil(y2), 0, height)),
+        )
+        spots = _candidates(box, w, h)
+        spot = next(
+            (
+                (x, y)
+                for x, y in spots
+                if 0 <= x
+                and 0 <= y
+                and x + w <= width
+                and y + h <= height
+                and not _overlaps((x, y, x + w, y + h), placed)
+            ),
+            None,
+        )
+        # The first spot clamped into the image (it may still stick out where the label is
+        # larger than the image).
+        first = (
+            max(0, min(spots[0][0], width - w)),
+            max(0, min(spots[0][1], height - h)),
+        )
+        if spot is None:
+            spot = occupancy.nearest_free(first, w, h) or first
+        rect = (spot[0], spot[1], spot[0] + w, spot[1] + h)
+        rects[i] = rect
+        occupancy.mark(rect)
+        placed = np.vstack([placed, np.asarray(rect, np.int64)[None]])
+    return rects  # type: ignore[return-value]
+
+
+def _layout(image_size: tuple[int, int], detections: Detections, class_names: Sequence[str]):
+    width, height = image_size
+    font = _font(font_size(width, height))
+    ascent, descent = font.getmetrics()
+    pad = max(1, font.size // 8)
+    labels = _labels(detections, class_names)
+    # One height for all labels (ascent + descent), so that "car" and "person" line up.
+    sizes = [
+        (math.ceil(font.getlength(label)) + 2 * pad, ascent + descent + 2 * pad) for label in labels
+    ]
+    rects = place_labels(detections.boxes, sizes, detections.scores, image_size)
+    return font, pad, labels, rects
+
+
+def label_boxes(
+    image_size: tuple[int, int], detections: Detections, class_names: Sequence[str]
+) -> list[Rect]:
+    """The label rectangles `draw_detections` draws on an image of `image_size` = (width,
+    height): half-open `(x1, y1, x2, y2)`, one per detection, in the detections' order."""
+    return _layout(image_size, detections, class_names)[3]
+
+
 def draw_detections(
     image: np.ndarray, detections: Detections, class_names: Sequence[str]
 ) -> Image.Image:
-    """Returns a PIL image with a box and a `name score` label per detection."""
-    canvas = Image.fromarray(image)
+    """Returns a PIL image (RGB) with a box and a `name score` label per detection."""
+    canvas = Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
+    width, height = canvas.size
+    if not len(detections):
+        return canvas
     draw = ImageDraw.Draw(canvas)
-    height, width = image.shape[:2]
-    font = ImageFont.load_default(size=max(12, int(3e-2 * height + 0.5)))
-    thickness = max(1, (width + height) // 600)
     colors = class_colors(len(class_names))
-    for box, score, cls in zip(
-        detections.boxes, detections.scores, detections.classes, strict=True
-    ):
+    thickness = line_width(width, height)
+    font, pad, labels, rects = _layout((width, height), detections, class_names)
+    for box, cls in zip(detections.boxes, detections.classes, strict=True):
         x1, y1, x2, y2 = (float(v) for v in box)
-        color = colors[int(cls)]
-        draw.rectangle([x1, y1, x2, y2], outline=color, width=thickness)
-        label = f"{class_names[int(cls)]} {score:.2f}"
-        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
-        tw, th = right - left, bottom - top
-        # Above the box when there is room, below its top edge otherwise; kept inside the image.
-        ty = y1 - th - 4 if y1 - th - 4 >= 0 else y1 + 1
-        tx = max(0.0, min(x1, width - tw - 4))
-        draw.rectangle([tx, ty, tx + tw + 4, ty + th + 4], fill=color)
-        draw.text((tx + 2, ty + 2 - top), label, fill=(0, 0, 0), font=font)
+        if x2 > x1 and y2 > y1:
+            draw.rectangle([x1, y1, x2, y2], outline=colors[int(cls)], width=thickness)
+    # Labels over all boxes; the highest score last, on top, should two ever overlap.
+    for i in np.argsort(np.asarray(detections.scores, np.float64), kind="stable"):
+        color = colors[int(detections.classes[i])]
+        x1, y1, x2, y2 = rects[i]
+        draw.rectangle([x1, y1, x2 - 1, y2 - 1], fill=color)  # PIL's corners are inclusive
+        draw.text((x1 + pad, y1 + pad), labels[i], fill=text_color(color), font=font, anchor="la")
     return canvas
+
+
+def draw_on_array(
+    image: np.ndarray, detections: Detections, class_names: Sequence[str]
+) -> np.ndarray:
+    """`draw_detections` as an RGB uint8 array (for video frames)."""
+    return np.asarray(draw_detections(image, detections, class_names))

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from attnyolo.layers.registry import register_attention
+from attnyolo.layers.registry import prepare_map_inputs, register_attention
 from attnyolo.layers.utils import (
     apply_channel_gate,
     check_positive,
@@ -86,11 +86,18 @@ class ChannelAttention(keras.layers.Layer):
         self.mlp_out.build((None, hidden))
 
     def call(self, inputs):
+        return apply_channel_gate(inputs, self._channel_weights(inputs), self.data_format)
+
+    def attention_maps(self, inputs) -> dict[str, Any]:
+        """The gate `call` applies: `{"channel": (batch, C)}` in either data format."""
+        inputs = prepare_map_inputs(self, inputs)
+        return {"channel": self._channel_weights(inputs)}
+
+    def _channel_weights(self, inputs):
         spatial_axes = (1, 2) if self.data_format == "channels_last" else (2, 3)
         avg = self.mlp_out(self.mlp_hidden(ops.mean(inputs, axis=spatial_axes)))
         max_ = self.mlp_out(self.mlp_hidden(ops.max(inputs, axis=spatial_axes)))
-        weights = ops.sigmoid(avg + max_)
-        return apply_channel_gate(inputs, weights, self.data_format)
+        return ops.sigmoid(avg + max_)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -183,6 +190,18 @@ class SpatialAttention(keras.layers.Layer):
             self.bn.build(descriptor_shape[:-1] + (1,))
 
     def call(self, inputs, training=None):
+        weights = self._spatial_weights(inputs, training)  # (batch, H, W, 1)
+        if self.data_format == "channels_first":
+            weights = ops.expand_dims(ops.squeeze(weights, -1), 1)
+        return inputs * weights
+
+    def attention_maps(self, inputs) -> dict[str, Any]:
+        """The gate `call` applies at inference (batch norm, if any, on its moving statistics):
+        `{"spatial": (batch, H, W)}` in either data format."""
+        inputs = prepare_map_inputs(self, inputs)
+        return {"spatial": ops.squeeze(self._spatial_weights(inputs, training=False), -1)}
+
+    def _spatial_weights(self, inputs, training):
         channel_axis = -1 if self.data_format == "channels_last" else 1
         # (batch, H, W, 2) for either data format.
         descriptor = ops.stack(
@@ -191,10 +210,7 @@ class SpatialAttention(keras.layers.Layer):
         logits = self.conv(descriptor)
         if self.bn is not None:
             logits = self.bn(logits, training=training)
-        weights = ops.sigmoid(logits)
-        if self.data_format == "channels_first":
-            weights = ops.expand_dims(ops.squeeze(weights, -1), 1)
-        return inputs * weights
+        return ops.sigmoid(logits)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -289,6 +305,15 @@ class CBAM(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         return self.spatial_attention(self.channel_attention(inputs), training=training)
+
+    def attention_maps(self, inputs) -> dict[str, Any]:
+        """The gates `call` applies at inference: `{"channel": (batch, C), "spatial":
+        (batch, H, W)}` in either data format; the spatial gate is computed from the
+        channel-refined features, as in `call`, so `y = (x * channel) * spatial`."""
+        inputs = prepare_map_inputs(self, inputs)
+        channel = self.channel_attention.attention_maps(inputs)["channel"]
+        refined = apply_channel_gate(inputs, channel, self.data_format)
+        return {"channel": channel, **self.spatial_attention.attention_maps(refined)}
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from attnyolo.layers.registry import register_attention
+from attnyolo.layers.registry import prepare_map_inputs, register_attention
 from attnyolo.layers.utils import (
     check_positive,
     read_channels,
@@ -117,6 +117,17 @@ class CoordinateAttention(keras.layers.Layer):
         self.conv_w.build((None, None, mip))
 
     def call(self, inputs, training=None):
+        a_h, a_w = self._direction_weights(inputs, training)
+        return apply_direction_gates(inputs, a_h, a_w, self.data_format)
+
+    def attention_maps(self, inputs) -> dict[str, Any]:
+        """The gates `call` applies at inference (batch norm on its moving statistics):
+        `{"height": (batch, H, C), "width": (batch, W, C)}` in either data format."""
+        inputs = prepare_map_inputs(self, inputs)
+        a_h, a_w = self._direction_weights(inputs, training=False)
+        return {"height": a_h, "width": a_w}
+
+    def _direction_weights(self, inputs, training):
         height, x_h, x_w = pool_directions(inputs, self.data_format)  # (batch, H|W, C)
         # One sequence of H + W positions, so batch norm sees rows and columns together.
         y = self.conv1(ops.concatenate([x_h, x_w], axis=1))
@@ -124,7 +135,7 @@ class CoordinateAttention(keras.layers.Layer):
         y = y * ops.relu6(y + 3.0) / 6.0
         a_h = ops.sigmoid(self.conv_h(y[:, :height]))  # (batch, H, C)
         a_w = ops.sigmoid(self.conv_w(y[:, height:]))  # (batch, W, C)
-        return apply_direction_gates(inputs, a_h, a_w, self.data_format)
+        return a_h, a_w
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from attnyolo.layers.coord import apply_direction_gates, pool_directions
-from attnyolo.layers.registry import register_attention
+from attnyolo.layers.registry import prepare_map_inputs, register_attention
 from attnyolo.layers.utils import (
     check_positive,
     read_channels,
@@ -112,6 +112,18 @@ class CoordinateAttentionOriginal(keras.layers.Layer):
         self.conv_w.build((None, None, mip))
 
     def call(self, inputs, training=None):
+        a_h, a_w = self._direction_weights(inputs, training)
+        return apply_direction_gates(inputs, a_h, a_w, self.data_format)
+
+    def attention_maps(self, inputs) -> dict[str, Any]:
+        """The gates `call` applies at inference (batch norm on its moving statistics):
+        `{"height": (batch, H, C), "width": (batch, W, C)}` in either data format, one gate per
+        row and one per column as applied (whatever statistics the scripts' split fed them)."""
+        inputs = prepare_map_inputs(self, inputs)
+        a_h, a_w = self._direction_weights(inputs, training=False)
+        return {"height": a_h, "width": a_w}
+
+    def _direction_weights(self, inputs, training):
         # Row means, column maxima, as the scripts pool.
         height, x_h, x_w = pool_directions(inputs, self.data_format, pool_columns=ops.max)
         # Columns first, as the scripts concatenate them; the split below still takes H first.
@@ -119,7 +131,7 @@ class CoordinateAttentionOriginal(keras.layers.Layer):
         y = ops.relu(self.bn(y, training=training))
         a_h = ops.sigmoid(self.conv_h(y[:, :height]))  # (batch, H, C)
         a_w = ops.sigmoid(self.conv_w(y[:, height:]))  # (batch, W, C)
-        return apply_direction_gates(inputs, a_h, a_w, self.data_format)
+        return a_h, a_w
 
     def compute_output_shape(self, input_shape):
         return input_shape

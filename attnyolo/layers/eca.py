@@ -8,7 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from attnyolo.layers.registry import register_attention
+from attnyolo.layers.registry import prepare_map_inputs, register_attention
 from attnyolo.layers.utils import (
     apply_channel_gate,
     check_positive,
@@ -90,11 +90,18 @@ class ECA(keras.layers.Layer):
         self.conv.build((None, channels, 1))
 
     def call(self, inputs):
+        return apply_channel_gate(inputs, self._channel_weights(inputs), self.data_format)
+
+    def attention_maps(self, inputs) -> dict[str, Any]:
+        """The gate `call` applies: `{"channel": (batch, C)}` in either data format."""
+        inputs = prepare_map_inputs(self, inputs)
+        return {"channel": self._channel_weights(inputs)}
+
+    def _channel_weights(self, inputs):
         spatial_axes = (1, 2) if self.data_format == "channels_last" else (2, 3)
         # The channels become the convolution's length axis: (batch, C, 1).
         pooled = ops.expand_dims(ops.mean(inputs, axis=spatial_axes), -1)
-        weights = ops.sigmoid(ops.squeeze(self.conv(pooled), -1))
-        return apply_channel_gate(inputs, weights, self.data_format)
+        return ops.sigmoid(ops.squeeze(self.conv(pooled), -1))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -11,6 +11,18 @@ _REGISTRY: dict[str, type[keras.layers.Layer]] = {}
 
 AttentionSpec = str | type | Callable[..., keras.layers.Layer] | None
 
+# What an attention layer's `attention_maps(inputs)` may return, by key: the layout (the same for
+# channels-last and channels-first layers) and how `call` applies it to `x` (channels-last
+# notation). A layer applies its maps in the order it returns them, each to the previous result.
+# A new kind of map gets a key here, in `tests/layers/test_attention_maps.py` and in
+# `attnyolo.engine.explain`.
+ATTENTION_MAP_LAYOUTS = {
+    "channel": "(batch, C): x * channel[:, None, None, :]",
+    "spatial": "(batch, H, W): x * spatial[:, :, :, None]",
+    "height": "(batch, H, C): x * height[:, :, None, :]",
+    "width": "(batch, W, C): x * width[:, None, :, :]",
+}
+
 
 def register_attention(name: str) -> Callable[[type], type]:
     """Registers an attention layer under `name` and makes it Keras-serializable.
@@ -41,6 +53,21 @@ def register_attention(name: str) -> Callable[[type], type]:
 def attention_names() -> list[str]:
     """The registered attention names, sorted."""
     return sorted(_REGISTRY)
+
+
+def supports_attention_maps(layer: keras.layers.Layer | type) -> bool:
+    """Whether a layer (or layer class) can say what it weights: it has a callable
+    `attention_maps(inputs) -> dict[str, tensor]` (keys in `ATTENTION_MAP_LAYOUTS`)."""
+    return callable(getattr(layer, "attention_maps", None))
+
+
+def prepare_map_inputs(layer: keras.layers.Layer, inputs):
+    """`inputs` as the layer's `call` would see them: a tensor of the layer's compute dtype, the
+    layer built for its shape. For `attention_maps`, which runs outside `__call__`."""
+    inputs = keras.ops.cast(inputs, layer.compute_dtype)
+    if not layer.built:
+        layer.build(tuple(inputs.shape))
+    return inputs
 
 
 def get_attention_class(name: str) -> type[keras.layers.Layer]:

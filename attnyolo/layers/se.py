@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from attnyolo.layers.registry import register_attention
+from attnyolo.layers.registry import prepare_map_inputs, register_attention
 from attnyolo.layers.utils import (
     apply_channel_gate,
     check_positive,
@@ -89,9 +89,16 @@ class SqueezeExcitation(keras.layers.Layer):
         self.excite.build((None, hidden))
 
     def call(self, inputs):
+        return apply_channel_gate(inputs, self._channel_weights(inputs), self.data_format)
+
+    def attention_maps(self, inputs) -> dict[str, Any]:
+        """The gate `call` applies: `{"channel": (batch, C)}` in either data format."""
+        inputs = prepare_map_inputs(self, inputs)
+        return {"channel": self._channel_weights(inputs)}
+
+    def _channel_weights(self, inputs):
         spatial_axes = (1, 2) if self.data_format == "channels_last" else (2, 3)
-        weights = self.excite(self.squeeze(ops.mean(inputs, axis=spatial_axes)))
-        return apply_channel_gate(inputs, weights, self.data_format)
+        return self.excite(self.squeeze(ops.mean(inputs, axis=spatial_axes)))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -1,5 +1,6 @@
 """YOLOv4-tiny: CSPDarknet53-tiny backbone, detector, decoder, Darknet weight I/O."""
 
+from attnyolo.inference.decoder import Detections, YoloDecoder, batched_nms, nms
 from attnyolo.models.backbone import ChannelSplit, csp_darknet53_tiny
 from attnyolo.models.darknet import (
     DarknetError,
@@ -8,7 +9,6 @@ from attnyolo.models.darknet import (
     model_from_darknet,
     save_darknet,
 )
-from attnyolo.models.decoder import Detections, YoloDecoder, batched_nms, nms
 from attnyolo.models.flops import count_flops, count_macs
 from attnyolo.models.saving import ModelFileError, load_detector, save_detector
 from attnyolo.models.yolo import (

@@ -8,6 +8,7 @@ from typing import Any
 import keras
 from keras import layers
 
+from attnyolo.data.images import check_resize_filter
 from attnyolo.layers.registry import AttentionSpec, attention_spec_name, get_attention
 from attnyolo.models.backbone import BACKBONE_CONVS, csp_darknet53_tiny
 from attnyolo.models.blocks import conv_bn_leaky
@@ -79,12 +80,14 @@ class YOLOv4Tiny(keras.Model):
         anchors: six `(width, height)` pairs in input pixels.
         anchor_masks: anchor indices per head, stride 32 first.
         xy_scale: the decoder's xy scale: centre = (s * sigmoid(t) - (s - 1) / 2 + cell) / grid.
+            1.0 in the original scripts, 1.05 in Darknet's cfg (`scale_x_y`), 2.0 with the
+            YOLOv5-style assignment.
         letterbox: the geometry the model was trained with: True when its inputs kept their
             aspect ratio, padded with grey (attnyolo's training does), False when stretched,
             None when unknown (imported or untrained). Prediction and the `voc` evaluation
             protocol use it unless told otherwise.
-            1.0 in the original scripts, 1.05 in Darknet's cfg (`scale_x_y`), 2.0 with the
-            YOLOv5-style assignment.
+        resize_filter: the bicubic filter its inputs were resized with (`"opencv"` or
+            `"pillow"`), None when unknown; prediction and evaluation use it unless told.
 
     Call arguments:
         inputs: float images `(batch, height, width, 3)`, RGB scaled to [0, 1].
@@ -117,6 +120,7 @@ class YOLOv4Tiny(keras.Model):
         anchor_masks: Sequence[Sequence[int]] = DEFAULT_ANCHOR_MASKS,
         xy_scale: float = 1.0,
         letterbox: bool | None = None,
+        resize_filter: str | None = None,
         **kwargs,
     ):
         class_names = _normalize_classes(classes)
@@ -170,6 +174,7 @@ class YOLOv4Tiny(keras.Model):
         self.anchor_masks = masks
         self.xy_scale = float(xy_scale)
         self.letterbox = None if letterbox is None else bool(letterbox)
+        self.resize_filter = None if resize_filter is None else check_resize_filter(resize_filter)
 
     @property
     def num_classes(self) -> int:
@@ -232,6 +237,7 @@ class YOLOv4Tiny(keras.Model):
             "anchor_masks": [list(m) for m in self.anchor_masks],
             "xy_scale": self.xy_scale,
             "letterbox": self.letterbox,
+            "resize_filter": self.resize_filter,
         }
 
     @classmethod

@@ -428,8 +428,9 @@ def test_original_output_is_what_get_map_txt_writes(shared_data, letterbox):
     # An untrained model's boxes reach past the image edges: the original neither clips them
     # nor keeps their fractions, and cuts each score to 6 characters of its float32 text.
     from attnyolo.data import load_image
-    from attnyolo.engine.predict import Predictor, _original_letterbox_transform
-    from attnyolo.models.decoder import YoloDecoder
+    from attnyolo.engine.predict import Predictor
+    from attnyolo.inference.decoder import YoloDecoder
+    from attnyolo.inference.preprocess import original_letterbox_transform
 
     model = confident_model(VOC_NAMES)
     image = load_image(shared_data / "voc20/VOC2007/JPEGImages" / "000000000139.jpg")
@@ -444,11 +445,11 @@ def test_original_output_is_what_get_map_txt_writes(shared_data, letterbox):
     np.testing.assert_array_equal(found.scores, expected)
     # The boxes: the unclipped decode, mapped back as the original's yolo_correct_boxes does.
     predictor = Predictor(model, **settings)
-    batch, transform = predictor.preprocess(image)
+    batch, transform = predictor.preprocessor(image)
     if letterbox:
-        transform = _original_letterbox_transform((ih, iw), model.input_size)
+        transform = original_letterbox_transform((ih, iw), model.input_size)
     decoder = YoloDecoder.from_model(model, confidence=0.3, nms_iou=0.5, clip=False)
-    unclipped = decoder(predictor.forward(batch[None]), [(ih, iw)], transform[None])[0]
+    unclipped = decoder(predictor.runtime(batch[None]), [(ih, iw)], transform[None])[0]
     np.testing.assert_array_equal(found.boxes, np.trunc(unclipped.boxes))
 
 
@@ -465,9 +466,9 @@ def test_original_box_mapping_equals_yolo_correct_boxes(image_size, letterbox):
     boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)  # x1y1x2y2 in input pixels
     expected = _original_correct_boxes(xy / 416, wh / 416, input_size, image_size, letterbox)
     if letterbox:
-        from attnyolo.engine.predict import _original_letterbox_transform
+        from attnyolo.inference.preprocess import original_letterbox_transform
 
-        transform = _original_letterbox_transform(image_size, input_size)
+        transform = original_letterbox_transform(image_size, input_size)
     else:
         transform = resize(np.zeros((*image_size, 3), np.uint8), input_size)[1]
     sx, sy, px, py = transform

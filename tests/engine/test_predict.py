@@ -85,14 +85,14 @@ def test_predictor_resizes_with_pillow_when_asked(use_letterbox):
     assert (predictor.resize_filter, default.resize_filter) == ("pillow", "opencv")
     sizer = letterbox if use_letterbox else resize
     for image in images():
-        sized, transform = predictor.preprocess(image)
+        sized, transform = predictor.preprocessor(image)
         expected, same = sizer(image, (h, w), resize_filter="pillow")
         np.testing.assert_array_equal(sized, expected.astype(np.float32) / 255.0)
         np.testing.assert_array_equal(transform, same)
         if not use_letterbox:  # the original's plain resize_image, in Pillow
             pil = np.asarray(Image.fromarray(image).resize((w, h), Image.BICUBIC))
             np.testing.assert_array_equal(np.round(sized * 255).astype(np.uint8), pil)
-        assert (sized != default.preprocess(image)[0]).any()
+        assert (sized != default.preprocessor(image)[0]).any()
 
 
 def test_predictor_refuses_an_unknown_resize_filter():

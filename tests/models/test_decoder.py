@@ -107,7 +107,7 @@ def test_nms_max_keep_gives_the_same_first_boxes():
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's NMS kernel")
 def test_tensorflow_nms_equals_numpy_nms():
-    from attnyolo.models.decoder import _tensorflow_nms
+    from attnyolo.inference.decoder import _tensorflow_nms
 
     rng = np.random.default_rng(1)
     for n, max_keep in ((500, None), (2000, 100)):
@@ -116,3 +116,34 @@ def test_tensorflow_nms_equals_numpy_nms():
         scores = rng.random(n).astype(np.float32)
         expected = nms(boxes, scores, 0.5, max_keep)
         assert _tensorflow_nms(boxes, scores, 0.5, max_keep).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("xy_scale", [1.0, 1.05, 2.0])
+def test_the_numpy_decoder_and_the_loss_decode_the_same_boxes(xy_scale):
+    # The decode formula lives twice: NumPy for prediction (any runtime's output) and keras.ops
+    # in the loss. Random raw heads of a model with two heads and a non-square input must give
+    # the same boxes through both.
+    from attnyolo.losses import YoloLoss
+    from attnyolo.models import YOLOv4Tiny
+
+    model = YOLOv4Tiny(classes=3, input_size=(96, 160), xy_scale=xy_scale)
+    decoder = YoloDecoder.from_model(model)
+    loss = YoloLoss.from_model(model)
+    rng = np.random.default_rng(int(xy_scale * 100))
+    heads = [rng.normal(0, 2, (2, 96 // s, 160 // s, 3 * 8)).astype(np.float32) for s in (32, 16)]
+    boxes, _, _ = decoder.decode(heads)
+    offset = 0
+    for layer, head in enumerate(heads):
+        n, gh, gw, _ = head.shape
+        raw = head.reshape(n, gh * gw * 3, 8)
+        cxcywh = keras.ops.convert_to_numpy(
+            loss._decode(keras.ops.convert_to_tensor(raw), layer, gh, gw)
+        )
+        corners = np.concatenate(
+            [cxcywh[..., :2] - cxcywh[..., 2:] / 2, cxcywh[..., :2] + cxcywh[..., 2:] / 2], -1
+        ) * np.float32([160, 96, 160, 96])
+        np.testing.assert_allclose(
+            boxes[:, offset : offset + gh * gw * 3], corners, rtol=1e-5, atol=1e-3
+        )
+        offset += gh * gw * 3
+    assert offset == boxes.shape[1]

@@ -6,11 +6,13 @@ NumPy arrays of the heads so that any backend's (or an exported model's) output 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import keras
 import numpy as np
+
+from attnyolo.inference.config import InferenceConfig
 
 
 @dataclass
@@ -80,7 +82,9 @@ def batched_nms(
 ) -> np.ndarray:
     """Class-wise NMS: `nms` within each class (at most `max_per_class` kept per class), the
     kept indices returned by descending score."""
-    class_nms = _tensorflow_nms if keras.backend.backend() == "tensorflow" else nms
+    # TensorFlow's kernel where TensorFlow is loaded anyway; NumPy (the same result) elsewhere,
+    # so that an exported model runs without it.
+    class_nms = _tensorflow_nms if "tensorflow" in sys.modules else nms
     kept = []
     for c in np.unique(classes):
         members = np.flatnonzero(classes == c)
@@ -154,12 +158,17 @@ class YoloDecoder:
     @classmethod
     def from_model(cls, model, **kwargs) -> YoloDecoder:
         """A decoder for a `YOLOv4Tiny` (anchors, masks, size, classes and xy scale from it)."""
+        return cls.from_config(InferenceConfig.from_model(model), **kwargs)
+
+    @classmethod
+    def from_config(cls, config: InferenceConfig, **kwargs) -> YoloDecoder:
+        """A decoder for any model format's `InferenceConfig`."""
         return cls(
-            anchors=model.anchors,
-            anchor_masks=model.anchor_masks,
-            input_size=model.input_size,
-            num_classes=model.num_classes,
-            xy_scale=model.xy_scale,
+            anchors=config.anchors,
+            anchor_masks=config.anchor_masks,
+            input_size=config.input_size,
+            num_classes=config.num_classes,
+            xy_scale=config.xy_scale,
             **kwargs,
         )
 
