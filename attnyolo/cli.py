@@ -438,9 +438,7 @@ def _add_attention_parser(subparsers) -> None:
     p.add_argument("image", help="an image file")
     p.add_argument("-o", "--output", help="the folder to write (default: IMAGE-NAME_attention)")
     _add_geometry_arguments(p)
-    p.add_argument(
-        "--top", type=int, default=10, metavar="K", help="channels to label per layer"
-    )
+    p.add_argument("--top", type=int, default=10, metavar="K", help="channels to label per layer")
     p.set_defaults(func=cmd_attention)
 
 
@@ -568,7 +566,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the ground truth; --data may then be the original's map_out folder, whose "
         "detection-results/ are the default detections.",
     )
-    p.add_argument("model", nargs="?", help="a .keras detector (omit with --detections)")
+    p.add_argument(
+        "model",
+        nargs="?",
+        help="a detector file: .keras, .onnx, .tflite or a SavedModel folder (omit with "
+        "--detections)",
+    )
     p.add_argument(
         "--data",
         required=True,

@@ -101,6 +101,7 @@ def detect(
     original_output: bool = False,
     batch_size: int = 8,
     progress: bool = True,
+    fuse: bool = True,
 ) -> list[Detections | None]:
     """Runs the detector (any model format: see `Predictor`) over every record through the one
     streaming loop. An unreadable image is reported (a warning naming it) and gets None. The
@@ -115,6 +116,7 @@ def detect(
         resize_filter=resize_filter,
         original_output=original_output,
         batch_size=batch_size,
+        fuse=fuse,
     )
 
     results: list[Detections | None] = []
@@ -297,6 +299,7 @@ def evaluate_model(
     resize_filter: str | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    fuse: bool = True,
     **evaluate_options,
 ) -> Evaluation:
     """Detection over `dataset` with the settings of `protocol` (`EVALUATION_PROTOCOLS`; "voc": the
@@ -305,8 +308,9 @@ def evaluate_model(
     `model` is a `YOLOv4Tiny`, a model file of any format, or a runtime (see
     `attnyolo.engine.predict.open_model`). Under "voc" a model that knows the geometry it was
     trained with (its letterbox and resize filter, which attnyolo's training records) is fed that
-    way unless told; the original's protocols keep their own, as the original."""
-    runtime = open_model(model)
+    way unless told; the original's protocols keep their own, as the original. `fuse`: a Keras
+    model runs with its batch norms folded (False for a model that is still training)."""
+    runtime = open_model(model, fuse=fuse)
     trained = runtime.config
     if letterbox is None and protocol == "voc" and trained.letterbox is not None:
         letterbox = bool(trained.letterbox)
@@ -505,7 +509,6 @@ def evaluate_files(
     from attnyolo.data.datasets import load_dataset
     from attnyolo.data.map_out import is_map_out, map_out_folders
     from attnyolo.engine.detection_files import images_without_text_detections, read_detections
-    from attnyolo.models.saving import load_detector
 
     if model is None and detections is None and is_map_out(Path(data)):
         detections = map_out_folders(data)[1]
@@ -513,8 +516,9 @@ def evaluate_files(
             raise FileNotFoundError(f"{data}: no detection-results/ folder beside ground-truth/")
     if (model is None) == (detections is None):
         raise ValueError("Give either a model or --detections (not both)")
-    detector = load_detector(model) if model is not None else None
-    names = detector.class_names if detector is not None else class_names
+    # Any model format: a .keras file, or an export (ONNX, TFLite, SavedModel).
+    detector = open_model(model) if model is not None else None
+    names = list(detector.config.classes) if detector is not None else class_names
     # Given detections need only what the metric needs, not the images.
     dataset = load_dataset(
         data, split=split, class_names=names, require_images=detector is not None

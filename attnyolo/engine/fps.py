@@ -98,6 +98,7 @@ def measure_fps(
     repeats: int = 30,
     warmup: int = 5,
     end_to_end: bool = True,
+    stages: bool = True,
 ) -> dict:
     """Measures a `attnyolo.engine.predict.Predictor`.
 
@@ -107,7 +108,8 @@ def measure_fps(
             synthetic 640x480 JPEG.
         batch_size: images per forward pass.
         repeats, warmup: timed and untimed repetitions of each job.
-        end_to_end: also time the whole path from file to drawn image, stage by stage.
+        end_to_end: also time the whole path from file to drawn image.
+        stages: with `end_to_end`, also each stage alone, one batch at a time.
 
     Returns:
         A JSON-ready dict: settings, `network` and (with `end_to_end`) `end_to_end` and each
@@ -141,8 +143,8 @@ def measure_fps(
         if not end_to_end:
             return report
         names = predictor.class_names
-        stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
-        for round_index in range(warmup + repeats):
+        by_stage: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        for round_index in range(warmup + repeats if stages else 0):
             clock = [time.perf_counter()]
             read = [load_image(p) for p in batch_files]
             clock.append(time.perf_counter())
@@ -157,8 +159,8 @@ def measure_fps(
                 draw_on_array(image, dets, names)
             clock.append(time.perf_counter())
             if round_index >= warmup:
-                for stage, start, stop in zip(STAGES, clock, clock[1:], strict=True):
-                    stages[stage].append(stop - start)
+                for stage, start, stop in zip(STAGES, clock[:-1], clock[1:], strict=True):
+                    by_stage[stage].append(stop - start)
         # End to end as `attnyolo predict` runs: the streaming loop reads and resizes the next
         # images in threads while the network runs, then each result is drawn.
         per_round = max(16, 2 * batch_size)
@@ -173,9 +175,10 @@ def measure_fps(
                 streamed.append((time.perf_counter() - start) / per_round * batch_size)
     total = _timing("end_to_end", batch_size, streamed)
     report["end_to_end"] = {**total.to_dict(), "images_per_round": per_round}
-    report["stages"] = {s: _timing(s, batch_size, v).to_dict() for s, v in stages.items()}
-    sequential = sum(report["stages"][s]["median_ms"] for s in STAGES)
-    report["sequential_ms_per_image"] = round(sequential / batch_size, 3)
+    if stages:
+        report["stages"] = {s: _timing(s, batch_size, v).to_dict() for s, v in by_stage.items()}
+        sequential = sum(report["stages"][s]["median_ms"] for s in STAGES)
+        report["sequential_ms_per_image"] = round(sequential / batch_size, 3)
     report["end_to_end_over_network"] = round(total.median_ms / network.median_ms, 3)
     return report
 
@@ -197,11 +200,13 @@ def format_fps(report: dict) -> str:
     lines.append(line("network", report["network"]))
     if "end_to_end" in report:
         lines.append(line("end to end", report["end_to_end"]))
+    if "stages" in report:
         lines.append(
             f"  one batch at a time, stage by stage: {report['sequential_ms_per_image']:.2f} "
             "ms/image"
         )
         for stage, t in report["stages"].items():
             lines.append("    " + line(stage, t))
+    if "end_to_end" in report:
         lines.append(f"end to end / network: {report['end_to_end_over_network']:.2f}")
     return "\n".join(lines)

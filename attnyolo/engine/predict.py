@@ -18,10 +18,11 @@ from attnyolo.inference.stream import Item, Result, array_items, detect_stream
 from attnyolo.utils import atomic_write
 
 
-def open_model(model):
+def open_model(model, fuse: bool = True):
     """A runtime for `model`: a `YOLOv4Tiny`, a model file (`.keras`, `.onnx`, `.tflite`, a
     SavedModel folder), or a runtime already (anything with `config` and a batch call). Only
-    a Keras model imports Keras."""
+    a Keras model imports Keras; with `fuse` it runs with its batch norms folded (see
+    `KerasRuntime`)."""
     if hasattr(model, "config") and isinstance(model.config, InferenceConfig):
         return model
     if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() != ".keras":
@@ -36,7 +37,7 @@ def open_model(model):
         model = load_detector(model)
     from attnyolo.inference.keras_runtime import KerasRuntime
 
-    return KerasRuntime(model)
+    return KerasRuntime(model, fuse=fuse)
 
 
 class Predictor:
@@ -58,6 +59,8 @@ class Predictor:
             original's rounded size and unfloored offset, boxes not clipped to the image, each
             coordinate cut to an integer by `int()`, each score cut to the first 6 characters of
             its float32 text. For `attnyolo evaluate --protocol original`.
+        fuse: a Keras model runs with its batch norms folded into the convolutions (the same
+            detections, faster); False for a model that is still training.
     """
 
     def __init__(
@@ -71,8 +74,9 @@ class Predictor:
         batch_size: int = 8,
         resize_filter: str | None = None,
         original_output: bool = False,
+        fuse: bool = True,
     ):
-        self.runtime = open_model(model)
+        self.runtime = open_model(model, fuse=fuse)
         self.config: InferenceConfig = self.runtime.config
         self.original_output = bool(original_output)
         self.preprocessor = Preprocessor.from_config(

@@ -564,6 +564,7 @@ class RunCallback(keras.callbacks.Callback):
             resize_filter=resize,
             progress=False,
             coco=False,
+            fuse=False,  # a folded copy costs a compile per validation and follows no weights
         )
 
     def _recalibrate(self, model, epoch: int) -> None:

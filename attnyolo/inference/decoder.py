@@ -64,6 +64,21 @@ def nms(
     `max_keep` boxes are kept, which gives the same first `max_keep` boxes as running to the end
     and bounds the work when an untrained model proposes thousands of boxes."""
     order = np.argsort(-scores, kind="stable")
+    if len(order) <= _MATRIX_NMS_LIMIT:
+        # All IoUs at once, then the greedy pass over boolean rows: the same result, without a
+        # NumPy call per kept box (ten times faster for a few hundred boxes).
+        ordered = boxes[order]
+        suppress = _iou_matrix(ordered) > iou_threshold
+        dropped = np.zeros(len(order), bool)
+        keep = []
+        for i in range(len(order)):
+            if dropped[i]:
+                continue
+            keep.append(order[i])
+            if max_keep is not None and len(keep) >= max_keep:
+                break
+            dropped |= suppress[i]
+        return np.asarray(keep, dtype=np.int64)
     keep = []
     while order.size and (max_keep is None or len(keep) < max_keep):
         i = order[0]
@@ -71,6 +86,22 @@ def nms(
         rest = order[1:]
         order = rest[box_iou(boxes[i], boxes[rest]) <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+# Up to this many boxes (of one class) NMS builds the whole IoU matrix (8 MB of float64).
+_MATRIX_NMS_LIMIT = 1000
+
+
+def _iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of x1y1x2y2 boxes, as `box_iou` computes each row."""
+    ix1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    iy1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    ix2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    iy2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = areas[:, None] + areas[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def batched_nms(
@@ -213,12 +244,40 @@ class YoloDecoder:
                 to input pixels (`input = original * scale + pad`), as returned by
                 `attnyolo.data.letterbox` / `resize`; None means the images are the input size.
         """
-        boxes, objectness, class_probs = self.decode(heads)
+        n = len(heads[0])
         if transforms is None:
-            transforms = np.tile([1.0, 1.0, 0.0, 0.0], (len(boxes), 1))
+            transforms = np.tile([1.0, 1.0, 0.0, 0.0], (n, 1))
+        candidates = self._candidates(heads)
+        return [self._select(*candidates[i], image_sizes[i], transforms[i]) for i in range(n)]
+
+    def _candidates(self, heads: Sequence[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
+        """`decode` of only the anchors whose objectness reaches the confidence (a score is
+        objectness x a class probability <= 1, so no other can pass): per image (boxes,
+        objectness, class probabilities), in `decode`'s order and with its values."""
+        height, width = self.input_size
+        s = self.xy_scale
+        found: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(len(heads[0]))]
+        for head, mask in zip(heads, self.anchor_masks, strict=True):
+            head = np.asarray(head, np.float32)
+            n, gh, gw, _ = head.shape
+            p = head.reshape(n, gh, gw, len(mask), 5 + self.num_classes)
+            objectness = _sigmoid(p[..., 4])
+            image, row, col, anchor = np.nonzero(objectness >= self.confidence)
+            raw = p[image, row, col, anchor]
+            cx = (s * _sigmoid(raw[:, 0]) - (s - 1) / 2 + col) / gw * width
+            cy = (s * _sigmoid(raw[:, 1]) - (s - 1) / 2 + row) / gh * height
+            anchors = self.anchors[mask][anchor]
+            w = np.exp(np.minimum(raw[:, 2], 20.0)) * anchors[:, 0]
+            h = np.exp(np.minimum(raw[:, 3], 20.0)) * anchors[:, 1]
+            boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+            obj = objectness[image, row, col, anchor]
+            probs = _sigmoid(raw[:, 5:])
+            for i in range(n):
+                at = image == i
+                found[i].append((boxes[at], obj[at], probs[at]))
         return [
-            self._select(boxes[i], objectness[i], class_probs[i], image_sizes[i], transforms[i])
-            for i in range(len(boxes))
+            tuple(np.concatenate(parts) for parts in zip(*per_head, strict=True))
+            for per_head in found
         ]
 
     def _select(self, boxes, objectness, class_probs, image_size, transform) -> Detections:

@@ -137,3 +137,14 @@ def test_the_model_file_carries_its_training_geometry(tmp_path):
     assert settings == {"voc": True, "original": False, "eval_callback": True}
     stretched = evaluate_model(loaded, data, letterbox=False, progress=False, coco=False)
     assert stretched.report["settings"]["letterbox"] is False
+
+
+def test_predictor_runs_keras_models_with_batch_norm_folded():
+    model = confident_model()
+    folded, plain = Predictor(model, confidence=0.3), Predictor(model, confidence=0.3, fuse=False)
+    assert folded.runtime.fused and not plain.runtime.fused
+    assert folded.runtime.model is not model and plain.runtime.model is model
+    for a, b in zip(folded(images()), plain(images()), strict=True):
+        assert len(a) == len(b) > 0
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)

@@ -105,6 +105,21 @@ def test_nms_max_keep_gives_the_same_first_boxes():
     assert nms(boxes, scores, 0.4, max_keep=20).tolist() == full[:20].tolist()
 
 
+@pytest.mark.parametrize("max_keep", [None, 15])
+def test_matrix_nms_equals_the_box_by_box_loop(monkeypatch, max_keep):
+    import attnyolo.inference.decoder as decoder
+
+    rng = np.random.default_rng(2)
+    xy = rng.uniform(0, 200, (400, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 60, (400, 2))], 1).astype(np.float32)
+    scores = rng.random(400).astype(np.float32)
+    scores[::7] = scores[0]  # ties: the order among equal scores must agree too
+    matrix = nms(boxes, scores, 0.45, max_keep)
+    monkeypatch.setattr(decoder, "_MATRIX_NMS_LIMIT", 0)
+    loop = nms(boxes, scores, 0.45, max_keep)
+    assert len(matrix) > 10 and matrix.tolist() == loop.tolist()
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's NMS kernel")
 def test_tensorflow_nms_equals_numpy_nms():
     from attnyolo.inference.decoder import _tensorflow_nms
@@ -147,3 +162,30 @@ def test_the_numpy_decoder_and_the_loss_decode_the_same_boxes(xy_scale):
         )
         offset += gh * gw * 3
     assert offset == boxes.shape[1]
+
+
+@pytest.mark.parametrize("confidence", [0.001, 0.3, 0.6])
+def test_decoding_only_confident_anchors_changes_nothing(confidence):
+    # The decoder decodes only anchors whose objectness reaches the confidence; the detections
+    # must equal those selected from the full decode.
+    rng = np.random.default_rng(1)
+    decoder = YoloDecoder(
+        anchors=[(10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319)],
+        anchor_masks=[[3, 4, 5], [1, 2, 3]],
+        input_size=(64, 96),
+        num_classes=4,
+        xy_scale=1.05,
+        confidence=confidence,
+        nms_iou=0.45,
+    )
+    heads = [rng.normal(0, 2, (3, 64 // s, 96 // s, 27)).astype(np.float32) for s in (32, 16)]
+    sizes = [(64, 96), (120, 80), (30, 200)]
+    transforms = np.array([[1, 1, 0, 0], [0.8, 0.53, 0, 0], [0.48, 2.1, 0, 3.0]])
+    found = decoder(heads, sizes, transforms)
+    boxes, objectness, probs = decoder.decode(heads)
+    for i in range(3):
+        expected = decoder._select(boxes[i], objectness[i], probs[i], sizes[i], transforms[i])
+        np.testing.assert_array_equal(found[i].boxes, expected.boxes)
+        np.testing.assert_array_equal(found[i].scores, expected.scores)
+        np.testing.assert_array_equal(found[i].classes, expected.classes)
+    assert sum(len(f) for f in found) > 0
