@@ -61,7 +61,9 @@ class Preprocessor:
         sized, transform = sizer(image, self.input_size, resize_filter=self.resize_filter)
         if self.original_transform and self.letterbox:
             transform = original_letterbox_transform(image.shape[:2], self.input_size)
-        return sized.astype(np.float32) / np.float32(PIXEL_DIVISOR), transform
+        scaled = sized.astype(np.float32)
+        scaled /= np.float32(PIXEL_DIVISOR)  # in place: the same values, one array fewer
+        return scaled, transform
 
     def settings(self) -> dict:
         """The settings, for reports."""

@@ -170,7 +170,9 @@ def _run_chunk(runtime, decoder, chunk, keep_images) -> Iterator[Result]:
     readable = [entry for entry in chunk if entry[4] is None]
     found: Iterator[Detections] = iter(())
     if readable:
-        heads = runtime(np.stack([entry[2] for entry in readable]))
+        inputs = [entry[2] for entry in readable]
+        # One image: a view, not a copy (a fresh 2 MB array per frame costs more than it seems).
+        heads = runtime(inputs[0][None] if len(inputs) == 1 else np.stack(inputs))
         sizes = [entry[1].shape[:2] for entry in readable]
         found = iter(decoder(heads, sizes, np.stack([entry[3] for entry in readable])))
     for item, image, _, transform, error in chunk:
