@@ -122,7 +122,9 @@ def opencv_end_to_end_ms(detector, files, batch, repeats, warmup) -> float:
 def measure(runtime: str, runner, files, batch: int, args) -> tuple[float, float | None]:
     """ms per image: network only and end to end (None where not measured)."""
     if isinstance(runner, OpenCVDetector):
-        blob = np.zeros((batch, 3, 416, 416), np.float32)
+        # The same photographs as the other runtimes' network figures.
+        images = [cv2.imread(str(files[i % len(files)])) for i in range(batch)]
+        blob = cv2.dnn.blobFromImages(images, 1 / 255.0, (416, 416), swapRB=True, crop=False)
         net = median_ms(time_calls(lambda: runner.network(blob), args.repeats, args.warmup))
         return net / batch, opencv_end_to_end_ms(runner, files, batch, args.repeats, args.warmup)
     report = measure_fps(
@@ -153,7 +155,7 @@ def main() -> None:
     if SHARED.is_dir():
         names = (SHARED / "ImageSets/Main/test.txt").read_text().split()[:16]
         files = [SHARED / "JPEGImages" / f"{n}.jpg" for n in names]
-        images_used = f"the first 16 voc20 test photographs ({SHARED})"
+        images_used = "the first 16 voc20 test photographs (../shared/data/voc20)"
     else:
         files = [synthetic_image_file(work)]
         images_used = "a synthetic 640x480 JPEG (../shared/data absent)"
@@ -209,7 +211,7 @@ def write_report(args, rows, opencv, images_used, minutes) -> None:
         f"`python bench/bench_inference.py` on {os.cpu_count()} CPU cores ({simd}, {cpu}), one "
         f"run of {minutes:.0f} minutes; ms per image, the lowest of {args.rounds} medians taken in "
         f"turn over the runtimes, after warm-up ({args.repeats} timed runs of the network, "
-        "rounds of 16 images end to end). Images: {images_used}. "
+        f"rounds of 16 images end to end). Images: {images_used}. "
         "Random weights, 80 classes, each image giving 169 boxes to suppress and about ten to "
         "draw "
         f"(confidence {CONFIDENCE}, NMS IoU {NMS_IOU}). End to end: files to drawn images "
