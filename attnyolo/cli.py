@@ -14,7 +14,10 @@ from pathlib import Path
 # differ from attnyolo's defaults only there (their ca_block is not the paper's).
 PHI = {"0": None, "1": "se", "2": "cbam", "3": "eca", "4": "ca"}
 PHI_ORIGINAL = {**PHI, "4": "ca_original"}
-ATTENTION_HELP = "none, se, cbam, eca, ca, ca_original (or the original scripts' phi 0-4)"
+ATTENTION_HELP = (
+    "an attention type (`attnyolo summary` lists them), with options as "
+    "cbam:reduction=16,spatial_bn=true, or the original scripts' phi 0-4"
+)
 PHI_ORIGINAL_HELP = (
     "read a phi in --attention as the original scripts' blocks: 4 is their own Coordinate "
     "Attention, ca_original, instead of the paper's ca (0-3 are the same either way)"
@@ -22,18 +25,25 @@ PHI_ORIGINAL_HELP = (
 
 
 def _attention(value: str) -> str | None:
+    """A name, a name with options (`cbam:reduction=16,spatial_bn=true`) or a phi."""
+    from attnyolo.engine.config import parse_attention
     from attnyolo.layers import attention_names
 
     if value in PHI:
         return value  # a phi, named by _resolve_phi once --phi-original is known
     if value.lower() == "none":
         return None
-    if value.lower() not in attention_names():
+    name = value.split(":", 1)[0].lower()
+    if name not in attention_names():
         raise argparse.ArgumentTypeError(
-            f"unknown attention {value!r}; choose from none, {', '.join(attention_names())} "
+            f"unknown attention {name!r}; choose from none, {', '.join(attention_names())} "
             "or the original scripts' phi 0-4"
         )
-    return value.lower()
+    try:
+        parse_attention(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return name + value[len(name) :]
 
 
 def _resolve_phi(args) -> None:
@@ -119,7 +129,9 @@ def cmd_summary(args) -> None:
             f"{info['flops'] / 1e9:.2f} GFLOPs"
         )
         return
-    attentions = args.attention if args.attention else [None, "se", "cbam", "eca", "ca"]
+    from attnyolo.layers import attention_names
+
+    attentions = args.attention if args.attention else [None, *attention_names()]
     classes = 80 if args.classes is None else args.classes
     rows = attention_table(_size(args.input_size or [416]), classes, attentions)
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
@@ -368,12 +380,16 @@ def cmd_data_convert(args) -> None:
 
 
 def cmd_create(args) -> None:
+    from attnyolo.engine.config import parse_attention
     from attnyolo.models import YOLOv4Tiny, save_detector
 
+    attention, options = parse_attention(args.attention)
     model = YOLOv4Tiny(
         classes=args.classes,
         input_size=_size(args.input_size),
-        attention=args.attention,
+        attention=attention,
+        attention_kwargs=options,
+        attention_positions=args.attention_positions,
         xy_scale=args.xy_scale,
     )
     save_detector(model, args.output)
@@ -381,9 +397,11 @@ def cmd_create(args) -> None:
 
 
 def cmd_darknet_import(args) -> None:
+    from attnyolo.engine.config import parse_attention
     from attnyolo.models import model_from_darknet, save_detector
 
-    extra = {"attention": args.attention}
+    attention, options = parse_attention(args.attention)
+    extra = {"attention": attention, "attention_kwargs": options}
     if args.input_size:
         extra["input_size"] = _size(args.input_size)
     model, report = model_from_darknet(args.cfg, args.weights, classes=args.names, **extra)
@@ -787,6 +805,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=_classes, default=80, help="a count or a names file")
     p.add_argument("--input-size", type=int, nargs="+", default=[416], metavar="N")
     _add_attention_arguments(p, default=None)
+    p.add_argument(
+        "--attention-positions",
+        nargs="+",
+        choices=["feat1", "feat2", "p5_upsample"],
+        default=["feat1", "feat2", "p5_upsample"],
+        help="where attention goes (default: the original's three)",
+    )
     p.add_argument("--xy-scale", type=float, default=1.0)
     p.set_defaults(func=cmd_create)
 

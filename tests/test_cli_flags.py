@@ -825,19 +825,33 @@ def test_create(tmp_path, monkeypatch, capsys, names):
         "--phi-original",
         "--xy-scale",
         "1.05",
+        "--attention-positions",
+        "feat2",
+    ]
+    with_options = [
+        "create",
+        "-o",
+        str(tmp_path / "c.keras"),
+        "--attention",
+        "cbam:reduction=16,kernel_size=3",
     ]
     run(capsys, argv)
-    (call,), (save,) = built, saved
+    run(capsys, with_options)
+    (call, second), (save, _) = built, saved
     check_flags(
         ("create",),
-        [argv],
+        [argv, with_options],
         {
             "--output": (save["path"], str(tmp_path / "m.keras")),
             "--classes": (call["classes"], ["cat", "dog"]),
             "--input-size": (call["input_size"], (320, 320)),
-            "--attention": (call["attention"] is not None, True),
+            "--attention": (
+                (second["attention"], second["attention_kwargs"]),
+                ("cbam", {"reduction": 16, "kernel_size": 3}),
+            ),
             "--phi-original": (call["attention"], "ca_original"),
             "--xy-scale": (call["xy_scale"], 1.05),
+            "--attention-positions": (call["attention_positions"], ["feat2"]),
         },
     )
 

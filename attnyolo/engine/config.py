@@ -85,6 +85,49 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), _numbers(yaml.safe_load(value))
 
 
+def parse_attention(spec: Any) -> tuple[str | None, dict[str, Any]]:
+    """An attention type and its options, from what a user writes: a name (`"cbam"`), a name
+    with options (`"cbam:reduction=16,spatial_bn=true"`, values read as YAML), a YAML mapping
+    (`{type: cbam, reduction: 16}`), or None / `"none"`. The name and every option are checked
+    against the registered layer: a wrong one is an error that lists the valid ones."""
+    import inspect
+
+    from attnyolo.layers.registry import attention_spec_name, get_attention_class
+
+    if isinstance(spec, dict):
+        options = dict(spec)
+        if "type" not in options:
+            raise ValueError(f"attention as a mapping needs a `type` key, got {spec!r}")
+        name = options.pop("type")
+    elif isinstance(spec, str) and ":" in spec:
+        name, _, text = spec.partition(":")
+        options = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            if "=" not in item:
+                raise ValueError(
+                    f"attention options are key=value pairs separated by commas, got {item!r} "
+                    f"in {spec!r}"
+                )
+            key, value = item.split("=", 1)
+            options[key.strip()] = _numbers(yaml.safe_load(value))
+    else:
+        name, options = spec, {}
+    name = attention_spec_name(name)  # an unknown name fails here, listing the valid ones
+    if name is None:
+        if options:
+            raise ValueError(f"attention none takes no options, got {options}")
+        return None, {}
+    parameters = inspect.signature(get_attention_class(name).__init__).parameters
+    accepted = [k for k in parameters if k not in ("self", "kwargs", "name", "dtype")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"attention {name}: unknown option(s) {', '.join(unknown)}; it takes "
+            f"{', '.join(accepted) or 'no options'}"
+        )
+    return name, options
+
+
 def resolve_config(
     config_file: str | os.PathLike | None = None, recipe: str | None = None, **overrides
 ) -> TrainConfig:
@@ -136,8 +179,7 @@ def check_config(config: dict[str, Any]) -> None:
     from attnyolo.data.images import check_resize_filter
     from attnyolo.engine.distribute import resolve_strategy
     from attnyolo.engine.evaluate import EVALUATION_PROTOCOLS
-    from attnyolo.layers.registry import attention_spec_name
-    from attnyolo.models.yolo import normalize_input_size
+    from attnyolo.models.yolo import ATTENTION_POSITIONS, normalize_input_size
 
     if not config["data"]:
         raise ValueError("No data set: set `data` (a VOC root, COCO JSON, YOLO YAML, ...)")
@@ -151,7 +193,12 @@ def check_config(config: dict[str, Any]) -> None:
     _choice(config, "loss_weights", LOSS_WEIGHTS)
     _choice(config, "val_protocol", EVALUATION_PROTOCOLS)
     _choice(config, "jit_compile", ("auto", True, False))
-    attention_spec_name(config["attention"])  # an unknown name fails here, listing the valid
+    parse_attention(config["attention"])  # an unknown name or option fails here, listing valid
+    positions = config["attention_positions"]
+    if not isinstance(positions, list) or not set(positions) <= set(ATTENTION_POSITIONS):
+        raise ValueError(
+            f"attention_positions is a list of {', '.join(ATTENTION_POSITIONS)}, got {positions!r}"
+        )
     resolve_strategy(config["distribute"])  # an unknown name, or one for another backend
     normalize_input_size(config["input_size"])
     check_resize_filter(config["resize_filter"])

@@ -35,10 +35,17 @@ def attention_table(
     attentions: Sequence[str | None] = DEFAULT_ATTENTIONS,
 ) -> list[dict]:
     """`summarize` for YOLOv4-tiny with each attention type, plus what each adds over none."""
-    rows = [
-        summarize(YOLOv4Tiny(classes=classes, input_size=input_size, attention=attention))
-        for attention in attentions
-    ]
+    from attnyolo.engine.config import parse_attention
+
+    rows = []
+    for spec in attentions:
+        attention, options = parse_attention(spec)  # "cbam:reduction=8" too
+        model = YOLOv4Tiny(
+            classes=classes, input_size=input_size, attention=attention, attention_kwargs=options
+        )
+        rows.append(summarize(model))
+        if options:
+            rows[-1]["attention"] = spec
     base = next((r for r in rows if r["attention"] == "none"), None)
     if base is None:
         base = summarize(YOLOv4Tiny(classes=classes, input_size=input_size))
@@ -52,14 +59,15 @@ def attention_table(
 def format_table(rows: list[dict]) -> str:
     head = rows[0]
     size = "x".join(map(str, head["input_size"]))
+    width = max(12, *(len(str(r["attention"])) + 1 for r in rows))
     lines = [
         f"YOLOv4-tiny at {size}, {head['classes']} classes",
-        f"{'attention':<12}{'params':>12}{'added':>10}{'trainable':>12}"
+        f"{'attention':<{width}}{'params':>12}{'added':>10}{'trainable':>12}"
         f"{'GFLOPs':>9}{'added MFLOPs':>14}",
     ]
     for r in rows:
         lines.append(
-            f"{r['attention']:<12}{r['params']:>12,}{r['added_params']:>10,}"
+            f"{r['attention']:<{width}}{r['params']:>12,}{r['added_params']:>10,}"
             f"{r['trainable_params']:>12,}{r['flops'] / 1e9:>9.2f}{r['added_flops'] / 1e6:>14.2f}"
         )
     lines.append("params count BN moving statistics, as Darknet does; FLOPs = 2 x multiply-adds.")

@@ -37,6 +37,7 @@ from attnyolo.engine.config import (  # noqa: F401 (the training API in one plac
     TrainConfig,
     check_config,
     default_config,
+    parse_attention,
     parse_override,
     recipe_config,
     resolve_config,
@@ -173,13 +174,16 @@ def build_model(config: dict[str, Any], class_names: list[str]) -> YOLOv4Tiny:
     from attnyolo.engine.anchors import read_anchors
 
     anchors = read_anchors(config["anchors"]) if config["anchors"] else DEFAULT_ANCHORS
+    attention, attention_options = parse_attention(config["attention"])
     xy_scale = config["xy_scale"]
     if xy_scale is None:
         xy_scale = 2.0 if config["assignment"] == "yolov5" else 1.0
     return YOLOv4Tiny(
         classes=class_names,
         input_size=config["input_size"],
-        attention=config["attention"],
+        attention=attention,
+        attention_kwargs=attention_options,
+        attention_positions=config["attention_positions"],
         anchors=anchors,
         xy_scale=xy_scale,
         letterbox=True,  # training and validation keep the aspect ratio (grey padding)

@@ -1,10 +1,15 @@
-"""Plug-and-play attention layers (SE, CBAM, ECA, Coordinate Attention) and their registry."""
+"""Plug-and-play attention layers (SE, CBAM, ECA, Coordinate Attention, and timm's channel gates
+ESE, CECA, GC and light CBAM) and their registry."""
 
 from attnyolo.layers.cbam import CBAM, ChannelAttention, SpatialAttention
+from attnyolo.layers.ceca import CircularECA
 from attnyolo.layers.coord import CoordinateAttention
 from attnyolo.layers.coord_original import CoordinateAttentionOriginal
 from attnyolo.layers.eca import ECA
+from attnyolo.layers.ese import EffectiveSqueezeExcitation
+from attnyolo.layers.gc import GlobalContext
 from attnyolo.layers.insert import insert_attention
+from attnyolo.layers.lcbam import LightCBAM
 from attnyolo.layers.registry import (
     attention_names,
     attention_spec_name,
@@ -17,8 +22,12 @@ __all__ = [
     "CBAM",
     "ECA",
     "ChannelAttention",
+    "CircularECA",
     "CoordinateAttention",
     "CoordinateAttentionOriginal",
+    "EffectiveSqueezeExcitation",
+    "GlobalContext",
+    "LightCBAM",
     "SpatialAttention",
     "SqueezeExcitation",
     "attention_names",

@@ -40,3 +40,9 @@ def apply_channel_gate(inputs, gate, data_format: str):
     # (batch, C) -> (batch, 1, 1, C) or (batch, C, 1, 1)
     insert_at = 1 if data_format == "channels_last" else -1
     return inputs * ops.expand_dims(ops.expand_dims(gate, insert_at), insert_at)
+
+
+def make_divisible(value: float, divisor: int = 1) -> int:
+    """`value` rounded to the nearest multiple of `divisor`, at least `divisor`; timm's
+    `make_divisible(value, divisor, round_limit=0.)`, which sizes its reduced layers."""
+    return max(divisor, int(value + divisor / 2) // divisor * divisor)

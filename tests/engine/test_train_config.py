@@ -1,6 +1,7 @@
 """Training configuration, learning rates and weight transfer (no training here)."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -203,3 +204,53 @@ def test_weight_decay_update_rules(train_module, kind):
 
 def _zero_parts():
     return {"box": 0.0, "obj": 0.0, "cls": 0.0}
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        (None, (None, {})),
+        ("none", (None, {})),
+        ("cbam", ("cbam", {})),
+        ("CBAM:reduction=16,kernel_size=3", ("cbam", {"reduction": 16, "kernel_size": 3})),
+        ({"type": "se", "reduction": 4}, ("se", {"reduction": 4})),
+    ],
+)
+def test_attention_with_options(spec, expected):
+    from attnyolo.engine.config import parse_attention
+
+    assert parse_attention(spec) == expected
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("cbam:reductio=16", "unknown option(s) reductio; it takes reduction"),
+        ("cbam:16", "key=value pairs"),
+        ("transformer", "Unknown attention 'transformer'"),
+        ({"reduction": 4}, "needs a `type` key"),
+    ],
+)
+def test_bad_attention_specs_are_named(spec, message):
+    from attnyolo.engine.config import parse_attention
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_attention(spec)
+
+
+def test_attention_options_and_positions_reach_the_model(tmp_path):
+    from attnyolo.engine.config import resolve_config
+    from attnyolo.engine.train import build_model
+
+    config = resolve_config(
+        None,
+        data=str(tmp_path),
+        attention="cbam:reduction=4",
+        attention_positions=["feat1"],
+    )
+    model = build_model(config, ["a", "b"])
+    assert model.attention == "cbam" and model.attention_kwargs == {"reduction": 4}
+    assert model.attention_positions == ("feat1",)
+    assert [layer.name for layer in model.layers if layer.name.endswith("_cbam")] == ["feat1_cbam"]
+    with pytest.raises(ValueError, match="attention_positions"):
+        resolve_config(None, data=str(tmp_path), attention_positions=["head"])

@@ -34,6 +34,10 @@ EXPECTED_KEYS = {
     "cbam": ["channel", "spatial"],
     "ca": ["height", "width"],
     "ca_original": ["height", "width"],
+    "ese": ["channel"],
+    "ceca": ["channel"],
+    "gc": ["channel"],
+    "lcbam": ["channel", "spatial"],
 }
 
 

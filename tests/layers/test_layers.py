@@ -17,6 +17,10 @@ NON_DEFAULT_ARGS = {
     "eca": {"gamma": 3, "b": 2, "kernel_size": 7, "use_bias": True},
     "ca": {"reduction": 4, "min_mip": 2},
     "ca_original": {"reduction": 4},
+    "ese": {"add_maxpool": True},
+    "ceca": {"gamma": 3, "beta": 2, "kernel_size": 5},
+    "gc": {"use_attn": False, "rd_ratio": 0.25, "rd_divisor": 2},
+    "lcbam": {"rd_ratio": 0.25, "rd_divisor": 2, "mlp_bias": True, "spatial_kernel_size": 3},
 }
 
 # Layers that reproduce the original scripts exactly and so refuse fewer channels than
@@ -47,6 +51,17 @@ PARAM_COUNTS = {
     ("ca", ()): {128: 3368, 256: 6696, 512: 25680},
     # 3 * C * (C // 16) + 4 * (C // 16), as the original scripts' ca_block
     ("ca_original", ()): {128: 3104, 256: 12352, 512: 49280},
+    # C * C + C, one full-width 1x1 convolution with bias (timm EffectiveSEModule)
+    ("ese", ()): {128: 16512, 256: 65792, 512: 262656},
+    # k = ceca_kernel_size(C): 5 for all three, no bias (timm CecaModule)
+    ("ceca", ()): {128: 5, 256: 5, 512: 5},
+    # rd = C // 8; (C + 1) + (C + 1) * rd + 2 * rd + (rd + 1) * C (timm GlobalContext)
+    ("gc", ()): {128: 4401, 256: 16993, 512: 66753},
+    # no context convolution: the spatial mean
+    ("gc", (("use_attn", False),)): {128: 4272, 256: 16736, 512: 66240},
+    # rd = C // 16; 2 * C * rd + 7 * 7 + 4 for batch norm (timm LightCbamModule, whose count
+    # leaves out the 2 running statistics)
+    ("lcbam", ()): {128: 2101, 256: 8245, 512: 32821},
 }
 
 
