@@ -18,7 +18,8 @@ deliberate differences:
 
 Attention maps are the gates each attention layer applies (`attention_maps`, see
 `attnyolo.layers.registry.ATTENTION_MAP_LAYOUTS`), computed on the layer's own input for this
-image; spatial gates are drawn over the image with the same letterbox-aware sampling.
+image; spatial gates, and full (H, W, C) gates as their mean over the channels, are drawn over
+the image with the same letterbox-aware sampling.
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ COLORMAP = "jet"
 ALPHA = 0.5
 DEFAULT_TOP = 10
 # Maps whose last axis is the channel axis, and what their other axis is (for titles and stats).
-CHANNEL_MAPS = {"channel", "height", "width"}
+CHANNEL_MAPS = {"channel", "height", "width", "full"}
 # The maps that have a picture of their own in `save_attention_figures`; others get a generic one.
-DRAWN_MAPS = {"channel", "spatial", "height", "width"}
+DRAWN_MAPS = {"channel", "spatial", "height", "width", "full"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ class AttentionMaps:
         type: its registered attention name (`"cbam"`, ...), else its class name.
         position: where it sits (`"feat1"`, `"feat2"`, `"p5_upsample"`), else its name.
         maps: the maps by key, NumPy, without the batch axis: `channel` `(C,)`, `spatial`
-            `(H, W)`, `height` `(H, C)`, `width` `(W, C)`, `H x W` being the layer's grid.
+            `(H, W)`, `height` `(H, C)`, `width` `(W, C)`, `full` `(H, W, C)`, `H x W` being the
+            layer's grid.
         features: the shape `(H, W, C)` of the layer's input.
         input_size: the network's `(height, width)`.
         transform: the preprocessing transform of the image (as `HeatmapResult.transform`).
@@ -355,6 +357,8 @@ def save_attention_figures(
     - row and column gates (`height`, `width`, Coordinate Attention): the rows x channels and
       channels x columns matrices, and the outer product of their means over the channels drawn
       over the image, which is the average gate each pixel gets;
+    - a full gate (`full`, one weight per position and channel: SimAM, SGE): its mean over the
+      channels, drawn over the image as a spatial gate;
     - channel gates (`channel`): the weights sorted, largest first, the `top` channels labelled
       by index.
 
@@ -403,6 +407,9 @@ def _save_attention_figure(image, report: AttentionMaps, path: Path, top: int) -
         # The average gate a pixel gets: its row's mean gate times its column's.
         outer = np.outer(maps["height"].mean(axis=-1), maps["width"].mean(axis=-1))
         panels.append(partial(_draw_overlay, "mean row x column gate", image, report, outer))
+    if "full" in maps:
+        mean = maps["full"].mean(axis=-1)
+        panels.append(partial(_draw_overlay, "full gate, channel mean", image, report, mean))
     if "channel" in maps:
         panels.append(partial(_draw_channels, "channel gates", maps["channel"], top))
     for key in sorted(set(maps) - DRAWN_MAPS):  # a kind of map with no picture of its own yet

@@ -1,5 +1,5 @@
 """Plug-and-play attention layers (SE, CBAM, ECA, Coordinate Attention, and timm's channel gates
-ESE, CECA, GC and light CBAM) and their registry."""
+ESE, CECA, GC and light CBAM; scSE, SimAM and SGE) and their registry."""
 
 from attnyolo.layers.cbam import CBAM, ChannelAttention, SpatialAttention
 from attnyolo.layers.ceca import CircularECA
@@ -16,11 +16,15 @@ from attnyolo.layers.registry import (
     get_attention,
     register_attention,
 )
+from attnyolo.layers.scse import SCSE
 from attnyolo.layers.se import SqueezeExcitation
+from attnyolo.layers.sge import SpatialGroupEnhance
+from attnyolo.layers.simam import SimAM
 
 __all__ = [
     "CBAM",
     "ECA",
+    "SCSE",
     "ChannelAttention",
     "CircularECA",
     "CoordinateAttention",
@@ -28,7 +32,9 @@ __all__ = [
     "EffectiveSqueezeExcitation",
     "GlobalContext",
     "LightCBAM",
+    "SimAM",
     "SpatialAttention",
+    "SpatialGroupEnhance",
     "SqueezeExcitation",
     "attention_names",
     "attention_spec_name",

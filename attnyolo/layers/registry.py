@@ -21,6 +21,7 @@ ATTENTION_MAP_LAYOUTS = {
     "spatial": "(batch, H, W): x * spatial[:, :, :, None]",
     "height": "(batch, H, C): x * height[:, :, None, :]",
     "width": "(batch, W, C): x * width[:, None, :, :]",
+    "full": "(batch, H, W, C): x * full",
 }
 
 

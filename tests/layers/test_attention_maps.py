@@ -17,12 +17,14 @@ APPLY = {
     "spatial": lambda x, m: x * m[:, :, :, None],
     "height": lambda x, m: x * m[:, :, None, :],
     "width": lambda x, m: x * m[:, None, :, :],
+    "full": lambda x, m: x * m,
 }
 SHAPES = {
     "channel": (BATCH, CHANNELS),
     "spatial": (BATCH, HEIGHT, WIDTH),
     "height": (BATCH, HEIGHT, CHANNELS),
     "width": (BATCH, WIDTH, CHANNELS),
+    "full": (BATCH, HEIGHT, WIDTH, CHANNELS),
 }
 
 # The maps each of the package's layers returns, in the order it applies them.
@@ -38,7 +40,13 @@ EXPECTED_KEYS = {
     "ceca": ["channel"],
     "gc": ["channel"],
     "lcbam": ["channel", "spatial"],
+    "scse": ["full"],
+    "simam": ["full"],
+    "sge": ["full"],
 }
+
+# Gates that may exceed 1: scSE's is the sum of a channel and a spatial sigmoid gate.
+GATE_MAX = {"scse": 2.0}
 
 
 def _input(seed=0):
@@ -101,7 +109,8 @@ def test_maps_reproduce_the_output(name, data_format):
     for key, value in maps.items():
         # The same layout for either data format.
         assert value.shape == SHAPES[key], f"{name} {key}: {value.shape} != {SHAPES[key]}"
-        assert value.min() >= 0 and value.max() <= 1, f"{name} {key}: a gate outside [0, 1]"
+        upper = GATE_MAX.get(name, 1.0)
+        assert value.min() >= 0 and value.max() <= upper, f"{name} {key}: a gate outside range"
         assert value.std() > 1e-3, f"{name} {key}: a constant gate tests nothing"
         reproduced = APPLY[key](reproduced, value)
     np.testing.assert_allclose(reproduced, output, rtol=1e-6, atol=1e-7, err_msg=name)

@@ -21,11 +21,15 @@ NON_DEFAULT_ARGS = {
     "ceca": {"gamma": 3, "beta": 2, "kernel_size": 5},
     "gc": {"use_attn": False, "rd_ratio": 0.25, "rd_divisor": 2},
     "lcbam": {"rd_ratio": 0.25, "rd_divisor": 2, "mlp_bias": True, "spatial_kernel_size": 3},
+    "scse": {"reduction": 4},
+    "simam": {"e_lambda": 1e-3},
+    "sge": {"groups": 4},
 }
 
 # Layers that reproduce the original scripts exactly and so refuse fewer channels than
-# `reduction` (where the scripts would build zero-width layers).
-REFUSES_TINY_CHANNELS = {"ca_original"}
+# `reduction` (where the scripts would build zero-width layers), and SGE, which refuses channel
+# counts that its `groups` (8) do not divide.
+REFUSES_TINY_CHANNELS = {"ca_original", "sge"}
 
 # The defaults (the yolov4-tiny-keras scripts) and the paper variants, by channel count.
 PARAM_COUNTS = {
@@ -62,6 +66,13 @@ PARAM_COUNTS = {
     # rd = C // 16; 2 * C * rd + 7 * 7 + 4 for batch norm (timm LightCbamModule, whose count
     # leaves out the 2 running statistics)
     ("lcbam", ()): {128: 2101, 256: 8245, 512: 32821},
+    # rd = C // 16; (C + 1) * rd + (rd + 1) * C + (C + 1) (smp SCSEModule)
+    ("scse", ()): {128: 2313, 256: 8721, 512: 33825},
+    # parameter-free
+    ("simam", ()): {128: 0, 256: 0, 512: 0},
+    # a weight and a bias per group: 2 * groups
+    ("sge", ()): {128: 16, 256: 16, 512: 16},
+    ("sge", (("groups", 64),)): {128: 128, 256: 128, 512: 128},
 }
 
 

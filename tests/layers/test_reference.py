@@ -9,7 +9,9 @@ from attnyolo.layers import (
     ECA,
     ChannelAttention,
     CoordinateAttention,
+    SimAM,
     SpatialAttention,
+    SpatialGroupEnhance,
     SqueezeExcitation,
 )
 from attnyolo.layers.eca import eca_kernel_size
@@ -251,3 +253,49 @@ def test_batch_norm_settings_follow_pytorch():
     sa = SpatialAttention(use_bn=True)
     sa.build((None, 4, 4, 64))
     assert (sa.bn.epsilon, sa.bn.momentum) == (1e-5, 0.99)  # CBAM's code: momentum 0.01
+
+
+def simam_reference(x, e_lambda=1e-4):
+    """A transcription of `simam_module.forward` from the paper's released code (NCHW there,
+    channels-last here); PyPI has no package of it."""
+    n = x.shape[1] * x.shape[2] - 1
+    squared = (x - x.mean(axis=(1, 2), keepdims=True)) ** 2
+    y = squared / (4 * (squared.sum(axis=(1, 2), keepdims=True) / n + e_lambda)) + 0.5
+    return x * sigmoid(y)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("e_lambda", [1e-4, 0.5])
+def test_simam(x, e_lambda, data_format):
+    layer = SimAM(e_lambda=e_lambda, data_format=data_format)
+    fed = x if data_format == "channels_last" else np.transpose(x, (0, 3, 1, 2))
+    got = np_(layer(fed))
+    if data_format == "channels_first":
+        got = np.transpose(got, (0, 2, 3, 1))
+    np.testing.assert_allclose(got, simam_reference(x, e_lambda), **TOL)
+
+
+def sge_reference(x_nchw, weight, bias, groups):
+    """A NumPy port of the official `SpatialGroupEnhance.forward` (NCHW, as it is written there);
+    PyPI has no package of it. `torch.std` is the unbiased standard deviation."""
+    b, c, h, w = x_nchw.shape
+    x = x_nchw.reshape(b * groups, c // groups, h, w)
+    xn = (x * x.mean(axis=(2, 3), keepdims=True)).sum(axis=1, keepdims=True)
+    t = xn.reshape(b * groups, -1)
+    t = t - t.mean(axis=1, keepdims=True)
+    t = t / (t.std(axis=1, ddof=1, keepdims=True) + 1e-5)
+    t = t.reshape(b, groups, h, w) * weight.reshape(1, groups, 1, 1) + bias.reshape(1, groups, 1, 1)
+    x = x * sigmoid(t.reshape(b * groups, 1, h, w))
+    return x.reshape(b, c, h, w)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("groups", [8, 4, 32])
+def test_sge(x, groups, data_format):
+    layer = SpatialGroupEnhance(groups=groups, data_format=data_format)
+    x_nchw = np.transpose(x, (0, 3, 1, 2))
+    got = run(layer, x if data_format == "channels_last" else x_nchw)
+    if data_format == "channels_last":
+        got = np.transpose(got, (0, 3, 1, 2))
+    expected = sge_reference(x_nchw, np_(layer.weight), np_(layer.bias), groups)
+    np.testing.assert_allclose(got, expected, **TOL)

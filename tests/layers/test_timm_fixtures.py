@@ -1,9 +1,10 @@
-"""Our ports of timm's attention modules equal timm's, on fixtures that timm wrote.
+"""Our ports of timm's attention modules (and of segmentation_models_pytorch's scSE) equal the
+originals, on fixtures that the originals wrote.
 
 The fixtures (`fixtures/<type>_<C>.npz`) come from `tools/make_attention_fixtures.py`, run with
-torch and timm; this test needs neither. Each holds timm's NCHW input and output, its state_dict
-(randomised, eval mode) under `param/<name>`, and its parameter count. The state_dict is mapped
-onto our layer's weights by one function per type below.
+torch, timm and smp; this test needs none. Each holds the reference's NCHW input and output, its
+state_dict (randomised, eval mode) under `param/<name>`, and its parameter count. The
+state_dict is mapped onto our layer's weights by one function per type below.
 """
 
 from pathlib import Path
@@ -52,12 +53,19 @@ def _lcbam(layer, params):
     layer.bn.moving_variance.assign(params["spatial.conv.bn.running_var"])
 
 
-# Registry name -> (maps a timm state_dict onto our built layer, timm class name).
+def _scse(layer, params):
+    _dense_from_conv(layer.fc1, params, "cSE.1")
+    _dense_from_conv(layer.fc2, params, "cSE.3")
+    _dense_from_conv(layer.spatial, params, "sSE.0")
+
+
+# Registry name -> (maps the reference's state_dict onto our built layer, its package and class).
 MAPPINGS = {
-    "ese": (_ese, "EffectiveSEModule"),
-    "ceca": (_ceca, "CecaModule"),
-    "gc": (_gc, "GlobalContext"),
-    "lcbam": (_lcbam, "LightCbamModule"),
+    "ese": (_ese, "timm", "EffectiveSEModule"),
+    "ceca": (_ceca, "timm", "CecaModule"),
+    "gc": (_gc, "timm", "GlobalContext"),
+    "lcbam": (_lcbam, "timm", "LightCbamModule"),
+    "scse": (_scse, "segmentation_models_pytorch", "SCSEModule"),
 }
 
 FILES = sorted(FIXTURES.glob("*.npz"))
@@ -75,11 +83,12 @@ def test_every_mapping_has_fixtures():
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
-def test_equals_timm(path, data_format):
+def test_equals_reference(path, data_format):
     fixture = _load(path)
     name = path.stem.rsplit("_", 1)[0]
-    assign_weights, class_name = MAPPINGS[name]
-    assert str(fixture["source"]) == f"timm {fixture['timm_version']} {class_name}"
+    assign_weights, package, class_name = MAPPINGS[name]
+    version = fixture["timm_version" if package == "timm" else "version"]
+    assert str(fixture["source"]) == f"{package} {version} {class_name}"
     params = {
         key.removeprefix("param/"): value
         for key, value in fixture.items()
@@ -91,7 +100,7 @@ def test_equals_timm(path, data_format):
 
     layer = get_attention(name, data_format=data_format)
     layer.build((None, *x.shape[1:]))
-    # timm counts parameters, not buffers such as batch norm's running statistics.
+    # The references count parameters, not buffers such as batch norm's running statistics.
     trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
     assert trainable == int(fixture["num_params"])
     assign_weights(layer, params)
