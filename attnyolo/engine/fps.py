@@ -116,8 +116,8 @@ def measure_fps(
         stage's timing, and the ratio end to end / network only.
     """
     from attnyolo.data.images import load_image
-    from attnyolo.engine.visualize import draw_on_array
     from attnyolo.inference.stream import file_items
+    from attnyolo.inference.visualize import draw_on_array
 
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise ValueError("batch_size and repeats must be >= 1, warmup >= 0")

@@ -206,28 +206,34 @@ class YoloDecoder:
     def decode(self, heads: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw heads -> (boxes (N, A, 4) x1y1x2y2 in input pixels, objectness (N, A),
         class probabilities (N, A, C)), A being all cells x anchors of all heads."""
+        n = len(heads[0])
+        parts = [self._head_rows(h, m, None) for h, m in zip(heads, self.anchor_masks, strict=True)]
+        return (
+            np.concatenate([p[1].reshape(n, -1, 4) for p in parts], 1),
+            np.concatenate([p[2].reshape(n, -1) for p in parts], 1),
+            np.concatenate([p[3].reshape(n, -1, self.num_classes) for p in parts], 1),
+        )
+
+    def _head_rows(self, head: np.ndarray, mask: Sequence[int], threshold: float | None):
+        """One head's anchors whose objectness reaches `threshold` (None: all), decoded: (image
+        index, boxes x1y1x2y2 in input pixels, objectness, class probabilities), in (image, row,
+        column, anchor) order. The one place the decode formula lives."""
         height, width = self.input_size
         s = self.xy_scale
-        all_boxes, all_obj, all_cls = [], [], []
-        for head, mask in zip(heads, self.anchor_masks, strict=True):
-            head = np.asarray(head, np.float32)
-            n, gh, gw, _ = head.shape
-            p = head.reshape(n, gh, gw, len(mask), 5 + self.num_classes)
-            gy, gx = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
-            cx = (s * _sigmoid(p[..., 0]) - (s - 1) / 2 + gx[..., None]) / gw * width
-            cy = (s * _sigmoid(p[..., 1]) - (s - 1) / 2 + gy[..., None]) / gh * height
-            anchors = self.anchors[mask]
-            w = np.exp(np.minimum(p[..., 2], 20.0)) * anchors[:, 0]
-            h = np.exp(np.minimum(p[..., 3], 20.0)) * anchors[:, 1]
-            boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
-            all_boxes.append(boxes.reshape(n, -1, 4))
-            all_obj.append(_sigmoid(p[..., 4]).reshape(n, -1))
-            all_cls.append(_sigmoid(p[..., 5:]).reshape(n, -1, self.num_classes))
-        return (
-            np.concatenate(all_boxes, 1),
-            np.concatenate(all_obj, 1),
-            np.concatenate(all_cls, 1),
-        )
+        head = np.asarray(head, np.float32)
+        n, gh, gw, _ = head.shape
+        p = head.reshape(n, gh, gw, len(mask), 5 + self.num_classes)
+        objectness = _sigmoid(p[..., 4])
+        selected = np.ones(objectness.shape, bool) if threshold is None else objectness >= threshold
+        image, row, col, anchor = np.nonzero(selected)
+        raw = p[image, row, col, anchor]
+        cx = (s * _sigmoid(raw[:, 0]) - (s - 1) / 2 + col) / gw * width
+        cy = (s * _sigmoid(raw[:, 1]) - (s - 1) / 2 + row) / gh * height
+        anchors = self.anchors[list(mask)][anchor]
+        w = np.exp(np.minimum(raw[:, 2], 20.0)) * anchors[:, 0]
+        h = np.exp(np.minimum(raw[:, 3], 20.0)) * anchors[:, 1]
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+        return image, boxes, objectness[image, row, col, anchor], _sigmoid(raw[:, 5:])
 
     def __call__(
         self,
@@ -254,27 +260,12 @@ class YoloDecoder:
         """`decode` of only the anchors whose objectness reaches the confidence (a score is
         objectness x a class probability <= 1, so no other can pass): per image (boxes,
         objectness, class probabilities), in `decode`'s order and with its values."""
-        height, width = self.input_size
-        s = self.xy_scale
         found: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(len(heads[0]))]
         for head, mask in zip(heads, self.anchor_masks, strict=True):
-            head = np.asarray(head, np.float32)
-            n, gh, gw, _ = head.shape
-            p = head.reshape(n, gh, gw, len(mask), 5 + self.num_classes)
-            objectness = _sigmoid(p[..., 4])
-            image, row, col, anchor = np.nonzero(objectness >= self.confidence)
-            raw = p[image, row, col, anchor]
-            cx = (s * _sigmoid(raw[:, 0]) - (s - 1) / 2 + col) / gw * width
-            cy = (s * _sigmoid(raw[:, 1]) - (s - 1) / 2 + row) / gh * height
-            anchors = self.anchors[mask][anchor]
-            w = np.exp(np.minimum(raw[:, 2], 20.0)) * anchors[:, 0]
-            h = np.exp(np.minimum(raw[:, 3], 20.0)) * anchors[:, 1]
-            boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
-            obj = objectness[image, row, col, anchor]
-            probs = _sigmoid(raw[:, 5:])
-            for i in range(n):
+            image, boxes, obj, probs = self._head_rows(head, mask, self.confidence)
+            for i, per_image in enumerate(found):
                 at = image == i
-                found[i].append((boxes[at], obj[at], probs[at]))
+                per_image.append((boxes[at], obj[at], probs[at]))
         return [
             tuple(np.concatenate(parts) for parts in zip(*per_head, strict=True))
             for per_head in found

@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from attnyolo.engine.visualize import draw_detections, draw_on_array
 from attnyolo.inference.stream import Item, Result
+from attnyolo.inference.visualize import draw_detections, draw_on_array
 from attnyolo.utils import atomic_path, atomic_write
 
 JPEG_OPTIONS = {"quality": 95, "subsampling": 0}  # 4:4:4 keeps the label text crisp

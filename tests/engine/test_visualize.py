@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from attnyolo.engine.visualize import (
+from attnyolo.inference.decoder import Detections
+from attnyolo.inference.visualize import (
     MIN_FONT_SIZE,
     class_colors,
     draw_detections,
@@ -14,7 +15,6 @@ from attnyolo.engine.visualize import (
     line_width,
     text_color,
 )
-from attnyolo.inference.decoder import Detections
 
 NAMES = ["person", "car", "traffic light"]
 
