@@ -24,6 +24,9 @@ PHI_ORIGINAL_HELP = (
 )
 
 
+ABLATE_MINUTES = 10.0
+
+
 def _attention(value: str) -> str | None:
     """A name, a name with options (`cbam:reduction=16,spatial_bn=true`) or a phi."""
     from attnyolo.engine.config import parse_attention
@@ -133,7 +136,9 @@ def cmd_summary(args) -> None:
 
     attentions = args.attention if args.attention else [None, *attention_names()]
     classes = 80 if args.classes is None else args.classes
-    rows = attention_table(_size(args.input_size or [416]), classes, attentions)
+    rows = attention_table(
+        _size(args.input_size or [416]), classes, attentions, latency=not args.no_latency
+    )
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
 
 
@@ -323,6 +328,33 @@ def cmd_quickstart(args) -> None:
     )
 
 
+def cmd_ablate(args) -> None:
+    from attnyolo.engine.ablate import ablate, format_markdown
+    from attnyolo.engine.config import parse_override
+
+    _resolve_phi(args)
+    minutes = args.minutes
+    if minutes is None and args.epochs is None and not args.runs:
+        minutes = ABLATE_MINUTES
+    report = ablate(
+        args.output,
+        data=args.data,
+        attentions=args.attention,
+        seeds=args.seeds,
+        minutes=minutes,
+        epochs=None if minutes is not None else args.epochs,
+        recipe=args.recipe,
+        overrides=dict(parse_override(item) for item in args.set or []),
+        runs=args.runs or (),
+        split=args.split,
+        train_split=args.train_split,
+        samples=args.bootstrap,
+        latency=not args.no_latency,
+    )
+    print("\n" + format_markdown(report))
+    print(f"written: {args.output}/results.md, results.json, results.png")
+
+
 def cmd_anchors(args) -> None:
     from attnyolo.engine.anchors import run_anchors
 
@@ -494,6 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, nargs="+", metavar="N", help="default 416")
     p.add_argument("--classes", type=_classes, help="a count or a names file (default 80)")
     _add_attention_arguments(p, nargs="+")
+    p.add_argument(
+        "--no-latency",
+        action="store_true",
+        help="skip the latency column (each model's forward pass timed at batch 1 here)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_summary)
 
@@ -725,6 +762,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_attention_arguments(p, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser(
+        "ablate",
+        help="did attention help? train attention types x seeds on one recipe and budget, "
+        "compare with none (paired bootstrap intervals)",
+    )
+    p.add_argument(
+        "--data",
+        default="shapes",
+        help="a data set as `train --data` takes it, or shapes (default): the built-in shapes "
+        "with colours independent of the class",
+    )
+    _add_attention_arguments(p, nargs="+")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="N", help="default 0 1 2"
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help=f"training budget of each run (default {ABLATE_MINUTES:g} unless --epochs or "
+        "only --runs)",
+    )
+    p.add_argument("--epochs", type=int, help="train this many epochs per run instead")
+    p.add_argument("--recipe", default="fast", help="training recipe (default fast)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any train.yaml setting")
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="finished run folders to include (trained "
+        "elsewhere); evaluated here on the same data and split",
+    )
+    p.add_argument("-o", "--output", default="runs/ablate", help="the ablation folder")
+    p.add_argument("--split", default="test", help="evaluation split (default test)")
+    p.add_argument("--train-split", default="trainval", help="training split (default trainval)")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap rounds")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("anchors", help="k-means anchors (1 - IoU distance) for a data set")
     p.add_argument("--data", required=True)

@@ -74,7 +74,9 @@ def test_errors_are_one_clear_line(tmp_path, monkeypatch, capsys, argv, message)
 def test_unknown_attention_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         main(["create", "-o", "m.keras", "--attention", "transformer"])
-    assert "choose from none, ca, ca_original, cbam" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown attention 'transformer'; choose from none, " in err
+    assert all(f" {name}," in err for name in ("bam", "ca", "cbam", "se", "sk"))
 
 
 def test_keras_file_of_another_kind(tmp_path, capsys):

@@ -31,6 +31,7 @@ TESTED = {
     ("evaluate",),
     ("train",),
     ("quickstart",),
+    ("ablate",),
     ("anchors",),
     ("data", "split"),
     ("data", "convert"),
@@ -142,6 +143,7 @@ def test_summary(tmp_path, monkeypatch, capsys, names):
         "4",
         "se",
         "--phi-original",
+        "--no-latency",
         "--json",
     ]
     printed = json.loads(run(capsys, argv))
@@ -154,6 +156,7 @@ def test_summary(tmp_path, monkeypatch, capsys, names):
             "--classes": (call["classes"], ["cat", "dog"]),
             "--attention": (call["attentions"][1], "se"),
             "--phi-original": (call["attentions"][0], "ca_original"),
+            "--no-latency": (call["latency"], False),
             "--json": (printed, rows),
         },
     )
@@ -596,6 +599,73 @@ def test_train_errors_are_one_line_and_make_no_run_folder(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert [p.name for p in tmp_path.iterdir()] == ["voc"]
+
+
+def test_ablate(tmp_path, monkeypatch, capsys):
+    report = {
+        "rows": [],
+        "ranking": [],
+        "undecided": [],
+        "samples": 7,
+        "level": 0.95,
+        "test_images": 0,
+    }
+    calls = record(monkeypatch, "attnyolo.engine.ablate.ablate", returns=report)
+    timed = [
+        "ablate",
+        "--data",
+        str(tmp_path / "voc"),
+        "--attention",
+        "4",
+        "se",
+        "--phi-original",
+        "--seeds",
+        "5",
+        "6",
+        "--minutes",
+        "2.5",
+        "--recipe",
+        "original",
+        "--set",
+        "batch_size=4",
+        "--output",
+        str(tmp_path / "abl"),
+        "--split",
+        "val",
+        "--train-split",
+        "train",
+        "--bootstrap",
+        "7",
+        "--no-latency",
+    ]
+    run(capsys, timed)
+    finished = ["ablate", "--epochs", "3", "--runs", str(tmp_path / "r1"), str(tmp_path / "r2")]
+    out = run(capsys, finished)
+    assert "results.md" in out
+    call, other = calls
+    check_flags(
+        ("ablate",),
+        [timed, finished],
+        {
+            "--data": (call["data"], str(tmp_path / "voc")),
+            "--attention": (call["attentions"][1], "se"),
+            "--phi-original": (call["attentions"][0], "ca_original"),
+            "--seeds": (call["seeds"], [5, 6]),
+            "--minutes": ((call["minutes"], call["epochs"]), (2.5, None)),
+            "--epochs": ((other["minutes"], other["epochs"]), (None, 3)),
+            "--recipe": (call["recipe"], "original"),
+            "--set": (call["overrides"], {"batch_size": 4}),
+            "--runs": (other["runs"], [str(tmp_path / "r1"), str(tmp_path / "r2")]),
+            "--output": (call["output"], str(tmp_path / "abl")),
+            "--split": (call["split"], "val"),
+            "--train-split": (call["train_split"], "train"),
+            "--bootstrap": (call["samples"], 7),
+            "--no-latency": (call["latency"], False),
+        },
+    )
+    # Without a budget or runs: the default budget.
+    run(capsys, ["ablate"])
+    assert calls[-1]["minutes"] == 10.0 and calls[-1]["data"] == "shapes"
 
 
 def test_quickstart(tmp_path, monkeypatch, capsys):

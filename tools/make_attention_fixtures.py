@@ -1,49 +1,59 @@
-"""Writes `tests/layers/fixtures/<type>_<C>.npz`: reference attention modules (timm's, and
-segmentation_models_pytorch's scSE) on a fixed random input.
+"""Writes `tests/layers/fixtures/<type>_<C>.npz`: each attention type's reference module (timm's,
+another package's, or the authors' code from their repository) on a fixed random input.
 
-Run with a Python that has torch, timm and segmentation-models-pytorch (the tests need none):
+Run with a Python that has torch (and timm, segmentation-models-pytorch for their types); the
+tests need none of them:
 
-    python tools/make_attention_fixtures.py [type ...]
+    python tools/make_attention_fixtures.py [--repo owner/name=GIT_DIR ...] [type ...]
 
-Each file holds the NCHW input `x`, the module's output `y` (NCHW), every entry of its
-state_dict under `param/<name>`, its parameter count `num_params`, the package's version
-(`timm_version` for timm's modules, `version` for others) and
-`source = "<package> <version> <class name>"`. Every parameter and buffer is randomised (seeded)
-and the module runs in eval mode, so that no weight is left at an initial value that could hide a
-wrong mapping.
+e.g. `--repo landskape-ai/triplet-attention=/work/.mirror/landskape-ai+triplet-attention/repo`.
+The references are listed in `tools/attention_refs/*.py`. Each file holds the NCHW input `x`, the
+module's output `y` (NCHW), every entry of its state_dict under `param/<name>`, its parameter
+count `num_params`, `source` (the package and version, or the repository, commit and file, and
+the class) and `options` (JSON: the keyword arguments our layer takes to match the reference).
+Every parameter and buffer is randomised (seeded) and the module runs in eval mode, so that no
+weight is left at an initial value that could hide a wrong mapping.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import json
+import pkgutil
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
-import segmentation_models_pytorch as smp
-import timm
 import torch
-from segmentation_models_pytorch.base.modules import SCSEModule
-from timm.layers import create_attn
 
-OUT = Path(__file__).resolve().parents[1] / "tests" / "layers" / "fixtures"
-# Our registry name -> timm's `create_attn` name: the module `create_attn(name, C)` builds.
-TYPES = {"ese": "ese", "ceca": "ceca", "gc": "gc", "lcbam": "lcbam"}
-# Our registry name -> (package, its version, the module for C channels) for other packages.
-OTHER_TYPES = {
-    "scse": ("segmentation_models_pytorch", smp.__version__, lambda c: SCSEModule(c, reduction=16))
-}
-CHANNELS = (16, 32)
-BATCH, HEIGHT, WIDTH = 2, 7, 5
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT.parent / "tests" / "layers" / "fixtures"
+BATCH = 2  # the grid is the reference's `grid`, 7x5 unless it needs another
 
 
-def make_fixture(name: str, channels: int, seed: int) -> dict:
+def references() -> dict:
+    import attention_refs
+
+    found = {}
+    for info in pkgutil.iter_modules(attention_refs.__path__):
+        if info.name == "common":
+            continue
+        module = importlib.import_module(f"attention_refs.{info.name}")
+        for name, reference in module.REFERENCES.items():
+            if name in found:
+                raise SystemExit(f"{name} has two references ({info.name} and another)")
+            found[name] = reference
+    return found
+
+
+def make_fixture(reference, channels: int, seed: int, repos: dict[str, Path]) -> dict:
     torch.manual_seed(seed)
-    if name in TYPES:
-        package, version = "timm", timm.__version__
-        module = create_attn(TYPES[name], channels).eval()
-    else:
-        package, version, build = OTHER_TYPES[name]
-        module = build(channels).eval()
+    module, source = reference.build(channels, repos)
+    module = module.eval()
     with torch.no_grad():
         for key, tensor in module.state_dict().items():
             if not tensor.is_floating_point():
@@ -52,7 +62,7 @@ def make_fixture(name: str, channels: int, seed: int) -> dict:
                 tensor.copy_(torch.rand_like(tensor) + 0.5)
             else:  # signed and small, so that gates do not saturate
                 tensor.copy_(torch.randn_like(tensor) * 0.5)
-        x = torch.randn(BATCH, channels, HEIGHT, WIDTH)
+        x = torch.randn(BATCH, channels, *reference.grid)
         y = module(x)
     params = {f"param/{key}": value.numpy() for key, value in module.state_dict().items()}
     return {
@@ -60,21 +70,37 @@ def make_fixture(name: str, channels: int, seed: int) -> dict:
         "x": x.numpy(),
         "y": y.numpy(),
         "num_params": np.int64(sum(p.numel() for p in module.parameters())),
-        ("timm_version" if package == "timm" else "version"): np.str_(version),
-        "source": np.str_(f"{package} {version} {type(module).__name__}"),
+        "source": np.str_(f"{source} {type(module).__name__}"),
+        "options": np.str_(json.dumps(reference.options, sort_keys=True)),
     }
 
 
-def main(names: list[str]) -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("types", nargs="*", help="registry names (default: every reference)")
+    parser.add_argument("--repo", action="append", default=[], metavar="OWNER/NAME=PATH")
+    args = parser.parse_args(argv)
+    repos = {}
+    for item in args.repo:
+        name, _, path = item.partition("=")
+        repos[name] = Path(path)
+    every = references()
+    unknown = sorted(set(args.types) - set(every))
+    if unknown:
+        raise SystemExit(f"no reference for {unknown}; known: {', '.join(sorted(every))}")
+    names = sorted(every)
     OUT.mkdir(parents=True, exist_ok=True)
-    every = sorted({**TYPES, **OTHER_TYPES})
-    for name in names or every:
-        for channels in CHANNELS:
-            seed = every.index(name) * 1000 + channels
+    for name in args.types or names:
+        reference = every[name]
+        if reference.repo and reference.repo not in repos and not args.types:
+            print(f"skipped {name}: pass --repo {reference.repo}=PATH")
+            continue
+        for channels in reference.channels:
+            seed = zlib.crc32(name.encode()) % 100_000 * 1000 + channels  # stable per type
             path = OUT / f"{name}_{channels}.npz"
-            np.savez_compressed(path, **make_fixture(name, channels, seed))
+            np.savez_compressed(path, **make_fixture(reference, channels, seed, repos))
             print(path, path.stat().st_size, "bytes")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -18,8 +18,9 @@ deliberate differences:
 
 Attention maps are the gates each attention layer applies (`attention_maps`, see
 `attnyolo.layers.registry.ATTENTION_MAP_LAYOUTS`), computed on the layer's own input for this
-image; spatial gates, and full (H, W, C) gates as their mean over the channels, are drawn over
-the image with the same letterbox-aware sampling.
+image; spatial gates, full (H, W, C) gates as their mean over the channels, and residuals (what
+a layer adds to its input, (H, W, C)) as their mean absolute value over the channels, are drawn
+over the image with the same letterbox-aware sampling.
 """
 
 from __future__ import annotations
@@ -48,9 +49,12 @@ COLORMAP = "jet"
 ALPHA = 0.5
 DEFAULT_TOP = 10
 # Maps whose last axis is the channel axis, and what their other axis is (for titles and stats).
-CHANNEL_MAPS = {"channel", "height", "width", "full"}
+CHANNEL_MAPS = {"channel", "height", "width", "full", "residual"}
+# Maps that are added to the input (any sign), not multiplied: their channels are ranked by
+# magnitude.
+ADDED_MAPS = {"residual"}
 # The maps that have a picture of their own in `save_attention_figures`; others get a generic one.
-DRAWN_MAPS = {"channel", "spatial", "height", "width", "full"}
+DRAWN_MAPS = {"channel", "spatial", "height", "width", "full", "residual"}
 
 
 @dataclass(frozen=True)
@@ -82,15 +86,15 @@ class HeatmapResult:
 
 @dataclass(frozen=True)
 class AttentionMaps:
-    """The gates one attention layer applies to its input for one image.
+    """The gates one attention layer applies to its input (or what it adds) for one image.
 
     Attributes:
         name: the layer's name (`"{position}_{type}"` in a `YOLOv4Tiny`).
         type: its registered attention name (`"cbam"`, ...), else its class name.
         position: where it sits (`"feat1"`, `"feat2"`, `"p5_upsample"`), else its name.
         maps: the maps by key, NumPy, without the batch axis: `channel` `(C,)`, `spatial`
-            `(H, W)`, `height` `(H, C)`, `width` `(W, C)`, `full` `(H, W, C)`, `H x W` being the
-            layer's grid.
+            `(H, W)`, `height` `(H, C)`, `width` `(W, C)`, `full` `(H, W, C)`, `residual`
+            `(H, W, C)`, `H x W` being the layer's grid.
         features: the shape `(H, W, C)` of the layer's input.
         input_size: the network's `(height, width)`.
         transform: the preprocessing transform of the image (as `HeatmapResult.transform`).
@@ -110,7 +114,8 @@ class AttentionMaps:
 
     def stats(self, top: int = DEFAULT_TOP) -> dict:
         """Min, mean and max of each map; for maps with a channel axis the `top` channels by
-        their (mean) weight, largest first."""
+        their (mean) weight, largest first (for a `residual`, by its mean absolute value over
+        the positions)."""
         out = {}
         for key, value in self.maps.items():
             entry = {
@@ -120,7 +125,10 @@ class AttentionMaps:
                 "max": float(value.max()),
             }
             if key in CHANNEL_MAPS:
-                per_channel = value.reshape(-1, value.shape[-1]).mean(axis=0)
+                per_channel = value.reshape(-1, value.shape[-1])
+                if key in ADDED_MAPS:
+                    per_channel = np.abs(per_channel)
+                per_channel = per_channel.mean(axis=0)
                 order = np.argsort(-per_channel, kind="stable")[:top]
                 entry["top_channels"] = [
                     {"channel": int(i), "weight": float(per_channel[i])} for i in order
@@ -359,6 +367,10 @@ def save_attention_figures(
       over the image, which is the average gate each pixel gets;
     - a full gate (`full`, one weight per position and channel: SimAM, SGE): its mean over the
       channels, drawn over the image as a spatial gate;
+    - a residual (`residual`, what the layer adds at each position and channel: the additive
+      global context `gca`, non-local `nl`): its mean absolute value over the channels, drawn
+      over the image as a spatial gate (colours on the map's own range; one colour where the
+      same vector is added everywhere, as in `gca`);
     - channel gates (`channel`): the weights sorted, largest first, the `top` channels labelled
       by index.
 
@@ -410,6 +422,10 @@ def _save_attention_figure(image, report: AttentionMaps, path: Path, top: int) -
     if "full" in maps:
         mean = maps["full"].mean(axis=-1)
         panels.append(partial(_draw_overlay, "full gate, channel mean", image, report, mean))
+    if "residual" in maps:
+        size = np.abs(maps["residual"]).mean(axis=-1)
+        title = "residual, channel mean of |r|"
+        panels.append(partial(_draw_overlay, title, image, report, size))
     if "channel" in maps:
         panels.append(partial(_draw_channels, "channel gates", maps["channel"], top))
     for key in sorted(set(maps) - DRAWN_MAPS):  # a kind of map with no picture of its own yet

@@ -42,7 +42,8 @@ def apply_direction_gates(inputs, a_h, a_w, data_format: str):
 class CoordinateAttention(keras.layers.Layer):
     """Coordinate Attention: channel gates that vary along the height and along the width.
 
-    Follows the reference code (`coordatt.py`, Andrew-Qibin/CoordAttention) step by step:
+    Follows the reference code (`coordatt.py`, Andrew-Qibin/CoordAttention) step by step, and
+    equals its `CoordAtt` on fixtures that code wrote (`tools/make_attention_fixtures.py`):
 
     1. `x_h = mean_w(x)` (one value per row) and `x_w = mean_h(x)` (one value per column);
     2. both are concatenated along the spatial axis into `H + W` positions and passed through a

@@ -32,7 +32,9 @@ class ECA(keras.layers.Layer):
     channels, so `k` weights in all).
 
     Matches the yolov4-tiny-keras scripts (bubbliiiing, `nets/attention.py`) and the paper's code:
-    no bias, default Keras (Glorot uniform) initialisation of the kernel.
+    no bias, default Keras (Glorot uniform) initialisation of the kernel. Checked on fixtures
+    written by the authors' `eca_layer` (BangguWu/ECANet, `models/eca_module.py`; see
+    `tools/make_attention_fixtures.py`).
 
     Args:
         gamma: `gamma` of the kernel-size formula.

@@ -22,7 +22,12 @@ ATTENTION_MAP_LAYOUTS = {
     "height": "(batch, H, C): x * height[:, :, None, :]",
     "width": "(batch, W, C): x * width[:, None, :, :]",
     "full": "(batch, H, W, C): x * full",
+    "residual": "(batch, H, W, C): x + residual",
 }
+# A layer whose output is not its input times (or plus) its maps (Selective Kernel's weights
+# over branches, Shuffle Attention's gates before the channel shuffle, ...) sets the class
+# attribute `maps_reproduce_output = False`: its maps, of the kinds above, then describe what it
+# weights, and its `attention_maps` docstring says how they relate to the output.
 
 
 def register_attention(name: str) -> Callable[[type], type]:
@@ -60,6 +65,11 @@ def supports_attention_maps(layer: keras.layers.Layer | type) -> bool:
     """Whether a layer (or layer class) can say what it weights: it has a callable
     `attention_maps(inputs) -> dict[str, tensor]` (keys in `ATTENTION_MAP_LAYOUTS`)."""
     return callable(getattr(layer, "attention_maps", None))
+
+
+def maps_reproduce_output(layer: keras.layers.Layer | type) -> bool:
+    """Whether applying the layer's maps to its input, in order, gives its output."""
+    return bool(getattr(layer, "maps_reproduce_output", True))
 
 
 def prepare_map_inputs(layer: keras.layers.Layer, inputs):

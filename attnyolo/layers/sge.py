@@ -21,10 +21,12 @@ class SpatialGroupEnhance(keras.layers.Layer):
     standard deviation plus 1e-5), then `y = x * sigmoid(w_g * t + b_g)` for every channel of the
     group. `2 * groups` weights, initialised to `w = 0`, `b = 1` as in the paper's code.
 
-    PyPI has no package of it (timm does not ship it), so `tests/layers/test_reference.py` checks
-    it against a NumPy port of the official `SpatialGroupEnhance` module. Deviations: `groups=8` by
-    default (the official module's default is 64, used in its ResNets); `C` must be a multiple of
-    `groups`, else the layer refuses the input.
+    Matches the authors' `SpatialGroupEnhance` (implus/PytorchInsight
+    `classification/models/imagenet/resnet_sge.py`; checked on fixtures it wrote with 8 groups,
+    see `tools/make_attention_fixtures.py`). Deviations: `groups=8` by default (the official
+    module's default is 64, used in its ResNets; `groups=64` works on YOLOv4-tiny's 128, 256 and
+    512 channels); `C` must be a multiple of `groups`, else the layer refuses the input (the
+    original fails in a reshape).
 
     Args:
         groups: the number of channel groups.

@@ -19,10 +19,10 @@ class SimAM(keras.layers.Layer):
     `e = (x - mu)^2 / (4 * (sum_hw (x - mu)^2 / n + lambda)) + 0.5` and `y = x * sigmoid(e)`.
     The gate has one value per position and channel.
 
-    The formula of the paper's released code (`simam_module`, `e_lambda=1e-4`). PyPI has no
-    package of the authors' module (only third-party YOLO plugins), so
-    `tests/layers/test_reference.py` checks it against a NumPy transcription of that code.
-    Deviations: none (a 1x1 grid gives `n = 0`, a division by zero, as in the original).
+    Matches the authors' `simam_module` (ZjjConan/SimAM
+    `networks/attentions/simam_module.py`) with its default `e_lambda=1e-4` (checked on fixtures
+    it wrote, see `tools/make_attention_fixtures.py`). Deviations: none (a 1x1 grid gives
+    `n = 0`, a division by zero, as in the original).
 
     Args:
         e_lambda: the regulariser `lambda` added to the per-channel variance.

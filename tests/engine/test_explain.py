@@ -17,7 +17,7 @@ from attnyolo.engine.explain import (
     save_heatmap,
 )
 from attnyolo.models import YOLOv4Tiny, save_detector
-from tests.layers.test_attention_maps import EXPECTED_KEYS, GATE_MAX
+from tests.layers.test_attention_maps import ADDITIVE, EXPECTED_KEYS, GATE_RANGE
 
 INPUT_SIZE = (96, 128)  # (height, width): non-square, so rows and columns cannot be mixed up
 # Each position's grid (input / stride) and channels in a YOLOv4Tiny.
@@ -178,13 +178,16 @@ def test_attention_report_for_every_type(kind, photo, tmp_path):
         assert report.features == (h, w, channels)
         expected = {"channel": (channels,), "spatial": (h, w), "height": (h, channels)}
         expected["width"] = (w, channels)
-        expected["full"] = (h, w, channels)
+        expected["full"] = expected["residual"] = (h, w, channels)
         assert report.shapes == {key: expected[key] for key in ATTENTION_KEYS[kind]}
-        for value in report.maps.values():
+        for key, value in report.maps.items():
             assert isinstance(value, np.ndarray) and value.dtype == np.float32
-            assert 0 <= value.min() and value.max() <= GATE_MAX.get(kind, 1.0)
+            low, high = (None, None) if key in ADDITIVE else GATE_RANGE.get(kind, (0.0, 1.0))
+            assert low is None or value.min() >= low
+            assert high is None or value.max() <= high
 
-    if kind in ("cbam", "ca", "se", "simam"):  # one of each kind of figure: a few seconds each
+    # One of each kind of figure: a few seconds each.
+    if kind in ("cbam", "ca", "se", "simam", "nl"):
         paths = save_attention_figures(image, reports, tmp_path / "figures", top=4)
         names = [f"{p}_{kind}.png" for p in POSITIONS] + ["attention.json"]
         assert [p.name for p in paths] == names

@@ -20,16 +20,54 @@ NON_DEFAULT_ARGS = {
     "ese": {"add_maxpool": True},
     "ceca": {"gamma": 3, "beta": 2, "kernel_size": 5},
     "gc": {"use_attn": False, "rd_ratio": 0.25, "rd_divisor": 2},
+    "gca": {"use_attn": False, "rd_ratio": 0.25, "rd_divisor": 2},
+    "ge": {"extent": 2, "use_mlp": False, "rd_ratio": 0.25, "rd_divisor": 2, "add_maxpool": True},
+    "nl": {"use_scale": False, "rd_ratio": 0.25, "rd_divisor": 4},
     "lcbam": {"rd_ratio": 0.25, "rd_divisor": 2, "mlp_bias": True, "spatial_kernel_size": 3},
     "scse": {"reduction": 4},
     "simam": {"e_lambda": 1e-3},
     "sge": {"groups": 4},
+    "sk": {
+        "kernel_size": [3, 7],
+        "dilation": 2,
+        "groups": 2,
+        "rd_ratio": 0.25,
+        "rd_channels": 4,
+        "rd_divisor": 4,
+        "keep_3x3": False,
+        "split_input": False,
+    },
+    "splat": {
+        "kernel_size": 5,
+        "dilation": 2,
+        "groups": 2,
+        "radix": 4,
+        "rd_ratio": 0.5,
+        "rd_channels": 8,
+        "rd_divisor": 4,
+        "use_bias": True,
+        "use_bn": False,
+    },
+    "triplet": {"no_spatial": True},
+    "bam": {"reduction": 4, "dilation_conv_num": 1, "dilation_val": 2, "fusion": "sum"},
+    "psa": {},
+    "psa_s": {},
+    "sa": {"groups": 4},
+    "lsk": {},
 }
 
 # Layers that reproduce the original scripts exactly and so refuse fewer channels than
 # `reduction` (where the scripts would build zero-width layers), and SGE, which refuses channel
-# counts that its `groups` (8) do not divide.
-REFUSES_TINY_CHANNELS = {"ca_original", "sge"}
+# counts that its `groups` (8) do not divide, and Shuffle Attention, which refuses channel counts
+# that `2 * groups` (128) do not divide.
+REFUSES_TINY_CHANNELS = {"ca_original", "sge", "sa"}
+# Layers that split the channels evenly between two paths (Selective Kernel's split input,
+# Split attention's radix 2), as timm does, and so refuse odd channel counts.
+REFUSES_ODD_CHANNELS = {"sk", "splat"}
+# Arguments for layers whose defaults refuse the tests' 16- and 64-channel inputs: Shuffle
+# Attention's 64 groups need a multiple of 128 channels. `_attention` adds them where a test
+# builds a layer with its defaults (tests of the defaults themselves use `get_attention`).
+SMALL_INPUT_ARGS = {"sa": {"groups": 4}}
 
 # The defaults (the yolov4-tiny-keras scripts) and the paper variants, by channel count.
 PARAM_COUNTS = {
@@ -63,6 +101,16 @@ PARAM_COUNTS = {
     ("gc", ()): {128: 4401, 256: 16993, 512: 66753},
     # no context convolution: the spatial mean
     ("gc", (("use_attn", False),)): {128: 4272, 256: 16736, 512: 66240},
+    # the same context and MLP as gc, added instead of gating (timm GlobalContext fuse_add)
+    ("gca", ()): {128: 4401, 256: 16993, 512: 66753},
+    # rd = C // 16; (C + 1) * rd + (rd + 1) * C (timm GatherExcite, extent 0: SE with biases)
+    ("ge", ()): {128: 2184, 256: 8464, 512: 33312},
+    # GE-theta-minus: average pooling and a sigmoid only
+    ("ge", (("extent", 4), ("use_mlp", False))): {128: 0, 256: 0, 512: 0},
+    # rd = C // 8; 3 * (C + 1) * rd + (rd + 1) * C + 4 * C, the last for batch norm (gamma,
+    # beta, moving mean and variance) (timm NonLocalAttn, whose count leaves out the 2 * C
+    # running statistics)
+    ("nl", ()): {128: 8880, 256: 34144, 512: 133824},
     # rd = C // 16; 2 * C * rd + 7 * 7 + 4 for batch norm (timm LightCbamModule, whose count
     # leaves out the 2 running statistics)
     ("lcbam", ()): {128: 2101, 256: 8245, 512: 32821},
@@ -73,7 +121,39 @@ PARAM_COUNTS = {
     # a weight and a bias per group: 2 * groups
     ("sge", ()): {128: 16, 256: 16, 512: 16},
     ("sge", (("groups", 64),)): {128: 128, 256: 128, 512: 128},
+    # rd = make_divisible(C / 16, 8) = C / 16; two paths of a 3x3 (C / 2) -> C convolution and
+    # batch norm, then the attention: 2 * (9 * C * C / 2 + 4 * C) + C * rd + 4 * rd + rd * 2 * C
+    # = 9 * C^2 + 8 * C + 3 * C * rd + 4 * rd (timm SelectiveKernel, whose count leaves out the
+    # 4 * C + 2 * rd running statistics)
+    ("sk", ()): {128: 151584, 256: 604224, 512: 2412672},
+    # attn = max(32, make_divisible(2 * C / 4, 8)) = C / 2; 9 * C^2 (the 3x3 convolution to
+    # 2 * C in 2 groups) + 8 * C (its batch norm) + (C + 1) * attn + 4 * attn + (attn + 1) * 2 * C
+    # = 9 * C^2 + 10 * C + 3 * C * attn + 5 * attn (timm SplitAttn with batch norm, whose count
+    # leaves out the 4 * C + 2 * attn running statistics)
+    ("splat", ()): {128: 173632, 256: 691328, 512: 2758912},
+    # without batch norm (timm's create_attn("splat", C)): 9 * C^2 + 3 * C * attn + attn + 2 * C
+    ("splat", (("use_bn", False),)): {128: 172352, 256: 688768, 512: 2753792},
+    # three branches of a 7x7 2 -> 1 convolution (98) and batch norm (4), for any C
+    ("triplet", ()): {128: 306, 256: 306, 512: 306},
+    ("triplet", (("no_spatial", True),)): {128: 204, 256: 204, 512: 204},
+    # rd = C // 16; 3 * C * rd + C + 18 * rd^2 + 13 * rd + 1, + 8 * rd batch-norm moving
+    # statistics (the authors' BAM counts 3 * C * rd + C + 18 * rd^2 + 13 * rd + 1)
+    ("bam", ()): {128: 4521, 256: 17489, 512: 68769},
+    # 2 * C^2 + C: five bias-free 1x1 convolutions (the authors' PSA_p)
+    ("psa", ()): {128: 32896, 256: 131328, 512: 524800},
+    # C + 3 * C * (C / 2) + (C / 2 + 3) * (C / 8) + (C / 8 + 1) * C (the authors' PSA_s)
+    ("psa_s", ()): {128: 27952, 256: 111200, 512: 443584},
+    # six vectors of C / (2 * groups): 3 * C / groups (the authors' sa_layer, 64 groups)
+    ("sa", ()): {128: 6, 256: 12, 512: 24},
+    ("sa", (("groups", 4),)): {128: 96, 256: 192, 512: 384},
+    # h = C // 2; 26 * C + 50 * C (two depthwise convolutions with biases) + 2 * (C + 1) * h
+    # + (2 * 2 * 49 + 2) + (h + 1) * C = 1.5 * C^2 + 78 * C + 198 (the authors' LSKblock)
+    ("lsk", ()): {128: 34758, 256: 118470, 512: 433350},
 }
+
+
+def _attention(attention, **kwargs):
+    return get_attention(attention, **{**SMALL_INPUT_ARGS.get(attention, {}), **kwargs})
 
 
 def _input(shape, data_format="channels_last", seed=0):
@@ -89,14 +169,14 @@ def test_every_layer_has_test_arguments():
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("name", NAMES)
 def test_shape_preserving(name, data_format):
-    layer = get_attention(name, data_format=data_format)
+    layer = _attention(name, data_format=data_format)
     x = _input((2, 5, 7, 16), data_format)
     y = layer(x)
     assert tuple(y.shape) == x.shape
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(y)))
     # Symbolic use with unknown spatial size.
     shape = (None, None, 16) if data_format == "channels_last" else (16, None, None)
-    out = get_attention(name, data_format=data_format)(keras.Input(shape))
+    out = _attention(name, data_format=data_format)(keras.Input(shape))
     assert tuple(out.shape) == (None, *shape)
 
 
@@ -109,7 +189,7 @@ def test_data_format_defaults_to_keras_setting(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_rejects_wrong_channel_count_after_build(name):
-    layer = get_attention(name)
+    layer = _attention(name)
     layer(_input((2, 5, 7, 16)))
     with pytest.raises(ValueError, match="expected axis"):
         layer(_input((2, 5, 7, 8)))
@@ -121,7 +201,7 @@ def test_tiny_channel_counts(name, channels):
     kwargs = {"reduction": 16} if "reduction" in NON_DEFAULT_ARGS[name] else {}
     layer = get_attention(name, **kwargs)
     x = _input((1, 3, 4, channels))
-    if name in REFUSES_TINY_CHANNELS:
+    if name in REFUSES_TINY_CHANNELS or (name in REFUSES_ODD_CHANNELS and channels % 2):
         with pytest.raises(ValueError, match=rf"input shape \(1, 3, 4, {channels}\)"):
             layer(x)
         return
@@ -174,8 +254,8 @@ def test_config_holds_constructor_arguments(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_channels_first_equals_channels_last(name, data_format):
     kwargs = NON_DEFAULT_ARGS[name] if data_format == "channels_first" else {}
-    last = get_attention(name, data_format="channels_last", **kwargs)
-    first = get_attention(name, data_format="channels_first", **kwargs)
+    last = _attention(name, data_format="channels_last", **kwargs)
+    first = _attention(name, data_format="channels_first", **kwargs)
     x = _input((2, 5, 7, 16), seed=1)
     last.build((None, 5, 7, 16))
     first.build((None, 16, 5, 7))
@@ -200,7 +280,7 @@ def test_save_and_load_in_safe_mode(name, data_format, tmp_path):
     kwargs = NON_DEFAULT_ARGS[name] if data_format == "channels_first" else {}
     shape = (5, 7, 16) if data_format == "channels_last" else (16, 5, 7)
     inputs = keras.Input(shape)
-    layer = get_attention(name, data_format=data_format, name="attention", **kwargs)
+    layer = _attention(name, data_format=data_format, name="attention", **kwargs)
     model = keras.Model(inputs, layer(inputs))
     _randomize_weights(layer)
     x = _input((2, 5, 7, 16), data_format)
@@ -241,7 +321,7 @@ def test_mixed_precision_global_policy(name, restore_dtype_policy):
 @pytest.mark.parametrize("name", NAMES)
 def test_mixed_precision_layer_dtype(name):
     compute_dtype = MIXED_POLICY.removeprefix("mixed_")
-    layer = get_attention(name, dtype=MIXED_POLICY)
+    layer = _attention(name, dtype=MIXED_POLICY)
     inputs = keras.Input((5, 7, 16))
     model = keras.Model(inputs, layer(inputs))
     y = model(_input((2, 5, 7, 16)))
