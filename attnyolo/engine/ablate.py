@@ -439,6 +439,14 @@ def format_markdown(report: dict) -> str:
         "seeds and test images resampled together, paired by seed; for COCO AP seeds only.",
         "",
     ]
+    fewest = min((len(r["seeds"]) for r in report["rows"]), default=0)
+    if fewest and fewest < 5:
+        lines.append(
+            f"With {fewest} seed{'s' if fewest > 1 else ''} per type the seed part of each "
+            "interval is rough: resampling so few runs cannot reach beyond them, so an interval "
+            "can be narrower than the spread a new seed would show; more seeds make it "
+            "trustworthy."
+        )
     if report["ranking"]:
         ranked = ", ".join(
             f"{r['attention']} ({r['map50_diff'] * 100:+.1f})" for r in report["ranking"]
