@@ -1,5 +1,7 @@
-"""Writes `tests/layers/fixtures/ca_original_<C>.npz`: the yolov4-tiny-keras scripts' own
-`ca_block` (bubbliiiing, `nets/attention.py`), run on random weights.
+"""Writes fixtures of the yolov4-tiny-keras scripts' own attention blocks (bubbliiiing,
+`nets/attention.py`), run on random weights: `ca_original_<C>.npz` (their `ca_block`) and, for
+the defaults of `se`, `cbam` and `eca` (which follow the scripts), `se@original_<C>.npz`,
+`cbam@original_<C>.npz`, `eca@original_<C>.npz`.
 
 The scripts are Keras 2 code (`from keras import backend as K`, `input._keras_shape`); they run
 here under tf_keras (the Keras 2 that TensorFlow 2.21 still ships as a package) with two
@@ -46,10 +48,19 @@ def _keras2():
     return tf_keras
 
 
-def make_fixture(attention, tf_keras, channels: int, seed: int, source: str) -> dict:
+# Fixture name (`<type>` or `<type>@original`) -> the scripts' function.
+BLOCKS = {
+    "ca_original": "ca_block",
+    "se@original": "se_block",
+    "cbam@original": "cbam_block",
+    "eca@original": "eca_block",
+}
+
+
+def make_fixture(attention, tf_keras, block: str, channels: int, seed: int, source: str) -> dict:
     rng = np.random.default_rng(seed)
     inputs = tf_keras.Input((HEIGHT, WIDTH, channels))
-    model = tf_keras.Model(inputs, attention.ca_block(inputs, name="0"))
+    model = tf_keras.Model(inputs, getattr(attention, block)(inputs, name="0"))
     for weight in model.weights:
         if "moving_variance" in weight.name:  # must stay positive
             value = rng.uniform(0.5, 1.5, weight.shape)
@@ -66,7 +77,7 @@ def make_fixture(attention, tf_keras, channels: int, seed: int, source: str) -> 
         "x": x.transpose(0, 3, 1, 2),
         "y": y.transpose(0, 3, 1, 2),
         "num_params": np.int64(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
-        "source": np.str_(f"{source} ca_block"),
+        "source": np.str_(f"{source} {block}"),
         "options": np.str_(json.dumps({})),
     }
 
@@ -83,11 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     tf_keras = _keras2()
     attention, source = load_repo_module({REPO: Path(path)}, REPO, "nets/attention.py")
     OUT.mkdir(parents=True, exist_ok=True)
-    for channels in CHANNELS:
-        fixture = make_fixture(attention, tf_keras, channels, seed=channels, source=source)
-        out = OUT / f"ca_original_{channels}.npz"
-        np.savez_compressed(out, **fixture)
-        print(out, out.stat().st_size, "bytes")
+    for i, (fixture_name, block) in enumerate(BLOCKS.items()):
+        for channels in CHANNELS:
+            seed = 1000 * i + channels
+            fixture = make_fixture(attention, tf_keras, block, channels, seed, source)
+            out = OUT / f"{fixture_name}_{channels}.npz"
+            np.savez_compressed(out, **fixture)
+            print(out, out.stat().st_size, "bytes")
 
 
 if __name__ == "__main__":

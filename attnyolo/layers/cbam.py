@@ -237,8 +237,9 @@ class CBAM(keras.layers.Layer):
     norm; `2 * C * (C // 8) + 98` weights. The paper's configuration is
     `CBAM(reduction=16, use_bias=True, spatial_bn=True)`. `use_bias` applies to the channel MLP
     only: the spatial convolution never has a bias, as in both the scripts and the paper's code
-    (where batch norm follows it). In the paper's configuration it equals the authors' `CBAM`
-    (Jongchan/attention-module, `MODELS/cbam.py`), and its halves their `ChannelGate` and
+    (where batch norm follows it). The defaults equal the scripts' own `cbam_block`, run under
+    tf_keras (`tools/make_original_fixtures.py`); the paper's configuration equals the authors'
+    `CBAM` (Jongchan/attention-module, `MODELS/cbam.py`), and its halves their `ChannelGate` and
     `SpatialGate`, on fixtures that code wrote (`tools/make_attention_fixtures.py`).
 
     Args:

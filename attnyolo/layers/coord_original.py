@@ -23,8 +23,8 @@ class CoordinateAttentionOriginal(keras.layers.Layer):
     This layer exists to reproduce results trained with the original scripts' `phi = 4`
     (bubbliiiing/yolov4-tiny-keras, `nets/attention.py`); for Coordinate Attention as published,
     use `"ca"` (`CoordinateAttention`). It equals the scripts' own `ca_block`, run under tf_keras
-    on fixtures (`tools/make_original_fixtures.py`). With `C` channels, `m = C // reduction`, and `x` of height
-    `H` and width `W`, it computes, as the scripts do:
+    on fixtures (`tools/make_original_fixtures.py`). With `C` channels, `m = C // reduction`,
+    and `x` of height `H` and width `W`, it computes, as the scripts do:
 
     1. `x_w = max_h(x)` (one value per column, `W` positions) and `x_h = mean_w(x)` (one value
        per row, `H` positions), concatenated in that order, columns first, into `W + H`

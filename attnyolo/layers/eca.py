@@ -33,7 +33,8 @@ class ECA(keras.layers.Layer):
 
     Matches the yolov4-tiny-keras scripts (bubbliiiing, `nets/attention.py`) and the paper's code:
     no bias, default Keras (Glorot uniform) initialisation of the kernel. Checked on fixtures
-    written by the authors' `eca_layer` (BangguWu/ECANet, `models/eca_module.py`; see
+    written by the scripts' own `eca_block` (run under tf_keras, `tools/make_original_fixtures.py`)
+    and by the authors' `eca_layer` (BangguWu/ECANet, `models/eca_module.py`; see
     `tools/make_attention_fixtures.py`).
 
     Args:

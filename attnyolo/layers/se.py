@@ -26,7 +26,9 @@ class SqueezeExcitation(keras.layers.Layer):
     The defaults reproduce the SE block of the yolov4-tiny-keras scripts (bubbliiiing,
     `nets/attention.py`): `reduction=16`, no biases, `he_normal` kernels, `2 * C * (C // 16)`
     weights. The paper's block has biases: pass `use_bias=True`. Unlike the scripts, the hidden
-    width never drops below one channel. With `use_bias=True` it equals timm's `SEModule`
+    width never drops below one channel. The defaults equal the scripts' own `se_block`, run
+    under tf_keras (`tools/make_original_fixtures.py`). With `use_bias=True` it equals timm's
+    `SEModule`
     (checked on fixtures timm wrote, at 128 channels, where timm's width rounding gives the same
     `C // 16`; `tools/make_attention_fixtures.py`).
 

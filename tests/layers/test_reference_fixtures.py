@@ -45,13 +45,20 @@ def _load(path):
         return {key: data[key] for key in data.files}
 
 
+def _fixture_name(path):
+    """`cbam_16.npz` -> `cbam`; `cbam@original_32.npz` -> `cbam@original` (a second reference
+    for the type `cbam`)."""
+    return path.stem.rsplit("_", 1)[0]
+
+
 def test_every_mapping_has_fixtures():
-    names = {path.stem.rsplit("_", 1)[0] for path in FILES}
+    names = {_fixture_name(path) for path in FILES}
     assert names == set(MAPPINGS)
 
 
 def test_every_registered_type_has_a_reference_or_a_reason():
-    missing = sorted(set(attention_names()) - set(MAPPINGS) - NO_FIXTURE)
+    covered = {name.split("@")[0] for name in MAPPINGS}
+    missing = sorted(set(attention_names()) - covered - NO_FIXTURE)
     assert not missing, f"attention types without a reference fixture: {missing}"
 
 
@@ -59,7 +66,7 @@ def test_every_registered_type_has_a_reference_or_a_reason():
 @pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
 def test_equals_reference(path, data_format):
     fixture = _load(path)
-    name = path.stem.rsplit("_", 1)[0]
+    name = _fixture_name(path)
     assign_weights, class_name = MAPPINGS[name]
     assert str(fixture["source"]).endswith(f" {class_name}"), fixture["source"]
     options = json.loads(str(fixture["options"]))
@@ -72,7 +79,7 @@ def test_equals_reference(path, data_format):
     if data_format == "channels_last":
         x, expected = np.transpose(x, (0, 2, 3, 1)), np.transpose(expected, (0, 2, 3, 1))
 
-    layer = get_attention(name, data_format=data_format, **options)
+    layer = get_attention(name.split("@")[0], data_format=data_format, **options)
     layer.build((None, *x.shape[1:]))
     # The references count parameters, not buffers such as batch norm's running statistics.
     trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
