@@ -1,10 +1,12 @@
 """Plug-and-play attention layers (SE, CBAM, ECA, Coordinate Attention, and timm's channel gates
 ESE, CECA, GC and light CBAM; Gather-Excite, GCNet's additive global context and non-local
-attention; timm's Selective Kernel and Split attention; scSE, SimAM and SGE; Shuffle Attention
-and the LSK block; Triplet Attention, BAM and Polarized Self-Attention) and their registry."""
+attention, criss-cross attention; timm's Selective Kernel and Split attention; scSE, SimAM and
+SGE; Shuffle Attention and the LSK block; Triplet Attention, BAM and Polarized Self-Attention)
+and their registry."""
 
 from attnyolo.layers.bam import BAM
 from attnyolo.layers.cbam import CBAM, ChannelAttention, SpatialAttention
+from attnyolo.layers.cc import CrissCrossAttention
 from attnyolo.layers.ceca import CircularECA
 from attnyolo.layers.coord import CoordinateAttention
 from attnyolo.layers.coord_original import CoordinateAttentionOriginal
@@ -41,6 +43,7 @@ __all__ = [
     "CircularECA",
     "CoordinateAttention",
     "CoordinateAttentionOriginal",
+    "CrissCrossAttention",
     "EffectiveSqueezeExcitation",
     "GatherExcite",
     "GlobalContext",

@@ -51,6 +51,7 @@ EXPECTED_KEYS = {
     "gca": ["residual"],
     "ge": ["channel"],
     "nl": ["residual"],
+    "cc": ["residual"],
     "lcbam": ["channel", "spatial"],
     "scse": ["full"],
     "simam": ["full"],

@@ -23,6 +23,7 @@ NON_DEFAULT_ARGS = {
     "gca": {"use_attn": False, "rd_ratio": 0.25, "rd_divisor": 2},
     "ge": {"extent": 2, "use_mlp": False, "rd_ratio": 0.25, "rd_divisor": 2, "add_maxpool": True},
     "nl": {"use_scale": False, "rd_ratio": 0.25, "rd_divisor": 4},
+    "cc": {"reduction": 4},
     "lcbam": {"rd_ratio": 0.25, "rd_divisor": 2, "mlp_bias": True, "spatial_kernel_size": 3},
     "scse": {"reduction": 4},
     "simam": {"e_lambda": 1e-3},
@@ -59,8 +60,9 @@ NON_DEFAULT_ARGS = {
 # Layers that reproduce the original scripts exactly and so refuse fewer channels than
 # `reduction` (where the scripts would build zero-width layers), and SGE, which refuses channel
 # counts that its `groups` (8) do not divide, and Shuffle Attention, which refuses channel counts
-# that `2 * groups` (128) do not divide.
-REFUSES_TINY_CHANNELS = {"ca_original", "sge", "sa"}
+# that `2 * groups` (128) do not divide, and criss-cross attention, which refuses fewer channels
+# than `reduction` (its query and key width `C // reduction` would be zero).
+REFUSES_TINY_CHANNELS = {"ca_original", "sge", "sa", "cc"}
 # Layers that split the channels evenly between two paths (Selective Kernel's split input,
 # Split attention's radix 2), as timm does, and so refuse odd channel counts.
 REFUSES_ODD_CHANNELS = {"sk", "splat"}
@@ -111,6 +113,9 @@ PARAM_COUNTS = {
     # beta, moving mean and variance) (timm NonLocalAttn, whose count leaves out the 2 * C
     # running statistics)
     ("nl", ()): {128: 8880, 256: 34144, 512: 133824},
+    # rd = C // 8; 2 * (C + 1) * rd + (C + 1) * C + 1 (query, key, value and gamma; CCNet's
+    # CrissCrossAttention)
+    ("cc", ()): {128: 20641, 256: 82241, 512: 328321},
     # rd = C // 16; 2 * C * rd + 7 * 7 + 4 for batch norm (timm LightCbamModule, whose count
     # leaves out the 2 running statistics)
     ("lcbam", ()): {128: 2101, 256: 8245, 512: 32821},
