@@ -21,6 +21,7 @@ evaluated here on the same data and split, its type and seed read from its `conf
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -221,8 +222,6 @@ def _finished_run(output: Path, data_root: Path, split: str, folder: Path) -> di
 
 
 def _short_hash(folder: Path) -> str:
-    import hashlib
-
     return hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:8]
 
 
@@ -242,7 +241,8 @@ def evaluate_run(
     model_path = run / "weights" / "last.keras"
     if not model_path.is_file():
         raise ValueError(f"{run}: no weights/last.keras (the run has not saved a model)")
-    runtime = open_model(model_path)
+    detector = load_detector(model_path)
+    runtime = open_model(detector)  # a batch-norm-folded copy; `detector` stays as loaded
     names = list(runtime.config.classes)
     dataset = load_dataset(data_root, split=split, class_names=names)
     evaluation = evaluate_model(runtime, dataset, progress=False)
@@ -251,7 +251,7 @@ def evaluate_run(
     if not math.isclose(weighted_map(matched), evaluation.map50, abs_tol=1e-9):
         raise RuntimeError(f"{run}: the bootstrap's mAP differs from the evaluation's")
     matched.save(where / MATCHED)
-    counts = model_counts(load_detector(model_path))
+    counts = model_counts(detector)
     state = RunState.load(run)
     coco = evaluation.coco.stats.get("AP") if evaluation.coco is not None else None
     result = {
@@ -293,19 +293,19 @@ def _check_unique(results: list[dict]) -> None:
 
 
 def _add_latency(output: Path, results: list[dict]) -> None:
-    """Network-only latency at batch 1 per type, on the first run of the type; kept in
-    `latency.json` so that a continued ablation measures only new types."""
-    from attnyolo.engine.fps import measure_fps
-    from attnyolo.engine.predict import Predictor
+    """Network-only latency at batch 1 per type (`summary`'s `measure_latency`), on the first
+    run of the type; kept in `latency.json` so that a continued ablation measures only new
+    types."""
+    from attnyolo.engine.summary import measure_latency
+    from attnyolo.models.saving import load_detector
 
     path = output / "latency.json"
     saved = json.loads(path.read_text()) if path.is_file() else {}
     for r in sorted(results, key=lambda r: r["seed"]):
         if r["attention"] in saved:
             continue
-        predictor = Predictor(Path(r["run"]) / "weights" / "last.keras")
-        timing = measure_fps(predictor, end_to_end=False, repeats=20, warmup=3)["network"]
-        saved[r["attention"]] = timing["ms_per_image"]
+        detector = load_detector(Path(r["run"]) / "weights" / "last.keras")
+        saved[r["attention"]] = measure_latency(detector)
         atomic_write(path, json.dumps(saved, indent=2))
     for r in results:
         r["latency_ms"] = saved.get(r["attention"])

@@ -84,10 +84,7 @@ class NonLocalAttention(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = read_channels(self, input_shape)
-        value = channels * self.rd_ratio
-        hidden = make_divisible(value, self.rd_divisor)
-        if hidden < 0.9 * value:  # timm's `make_divisible` default `round_limit=0.9`
-            hidden += self.rd_divisor
+        hidden = make_divisible(channels * self.rd_ratio, self.rd_divisor, round_limit=0.9)
         self.scale = channels**-0.5 if self.use_scale else 1.0
         kernel_init = keras.initializers.VarianceScaling(
             2.0, mode="fan_out", distribution="untruncated_normal"

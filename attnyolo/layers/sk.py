@@ -10,28 +10,14 @@ import keras
 from keras import ops
 
 from attnyolo.layers.registry import prepare_map_inputs, register_attention
-from attnyolo.layers.utils import check_positive, read_channels, standardize_data_format
-
-
-def timm_make_divisible(
-    value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9
-) -> int:
-    """timm's `make_divisible` with its defaults: `value` rounded to the nearest multiple of
-    `divisor`, at least `min_value` (default `divisor`), and rounded up instead where rounding
-    down would lose more than `1 - round_limit` of it."""
-    min_value = min_value or divisor
-    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if rounded < round_limit * value:
-        rounded += divisor
-    return rounded
-
-
-def to_channels_last(inputs, data_format: str):
-    return inputs if data_format == "channels_last" else ops.transpose(inputs, (0, 2, 3, 1))
-
-
-def from_channels_last(outputs, data_format: str):
-    return outputs if data_format == "channels_last" else ops.transpose(outputs, (0, 3, 1, 2))
+from attnyolo.layers.utils import (
+    check_positive,
+    from_channels_last,
+    make_divisible,
+    read_channels,
+    standardize_data_format,
+    to_channels_last,
+)
 
 
 @register_attention("sk")
@@ -157,8 +143,8 @@ class SelectiveKernel(keras.layers.Layer):
                 f"between its {self.num_paths} paths and their groups; got input shape "
                 f"{tuple(input_shape)} with data_format={self.data_format!r}"
             )
-        hidden = self.rd_channels or timm_make_divisible(
-            channels * self.rd_ratio, divisor=self.rd_divisor
+        hidden = self.rd_channels or make_divisible(
+            channels * self.rd_ratio, self.rd_divisor, round_limit=0.9
         )
         height, width = (
             (input_shape[1], input_shape[2])

@@ -8,8 +8,14 @@ import keras
 from keras import ops
 
 from attnyolo.layers.registry import prepare_map_inputs, register_attention
-from attnyolo.layers.sk import from_channels_last, timm_make_divisible, to_channels_last
-from attnyolo.layers.utils import check_positive, read_channels, standardize_data_format
+from attnyolo.layers.utils import (
+    check_positive,
+    from_channels_last,
+    make_divisible,
+    read_channels,
+    standardize_data_format,
+    to_channels_last,
+)
 
 
 @register_attention("splat")
@@ -114,8 +120,11 @@ class SplitAttention(keras.layers.Layer):
     def build(self, input_shape):
         channels = read_channels(self, input_shape)
         if self.rd_channels is None:
-            hidden = timm_make_divisible(
-                channels * self.radix * self.rd_ratio, divisor=self.rd_divisor, min_value=32
+            hidden = make_divisible(
+                channels * self.radix * self.rd_ratio,
+                self.rd_divisor,
+                min_value=32,
+                round_limit=0.9,
             )
         else:
             hidden = self.rd_channels * self.radix

@@ -42,7 +42,25 @@ def apply_channel_gate(inputs, gate, data_format: str):
     return inputs * ops.expand_dims(ops.expand_dims(gate, insert_at), insert_at)
 
 
-def make_divisible(value: float, divisor: int = 1) -> int:
-    """`value` rounded to the nearest multiple of `divisor`, at least `divisor`; timm's
-    `make_divisible(value, divisor, round_limit=0.)`, which sizes its reduced layers."""
-    return max(divisor, int(value + divisor / 2) // divisor * divisor)
+def make_divisible(
+    value: float, divisor: int = 1, min_value: int | None = None, round_limit: float = 0.0
+) -> int:
+    """timm's `make_divisible`, which sizes its reduced layers: `value` rounded to the nearest
+    multiple of `divisor`, at least `min_value` (default `divisor`), and rounded up by one
+    `divisor` where rounding down lost more than `1 - round_limit` of it (timm's own default
+    is `round_limit=0.9`; its attention modules mostly pass 0)."""
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < round_limit * value:
+        rounded += divisor
+    return rounded
+
+
+def to_channels_last(inputs, data_format: str):
+    """`inputs` in channels-last layout (a transpose for channels-first)."""
+    return inputs if data_format == "channels_last" else ops.transpose(inputs, (0, 2, 3, 1))
+
+
+def from_channels_last(outputs, data_format: str):
+    """Channels-last `outputs` back in `data_format`."""
+    return outputs if data_format == "channels_last" else ops.transpose(outputs, (0, 3, 1, 2))
