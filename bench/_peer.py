@@ -162,12 +162,15 @@ def run_peer(
     batch: int = 16,
     seed: int = 0,
     threads: int = 2,
+    workers: int = 2,
+    deterministic: bool = False,
 ) -> dict:
     """Train YOLOv8n from scratch for ``minutes`` in the peer venv; return its ``peer.json``.
 
     ``python`` is the peer venv's interpreter (from :func:`ensure_peer_venv`). Its output goes to
     ``out_dir/peer.log``; checkpoints, detections and the summary to ``out_dir`` (see
-    ``peer_yolov8.py``).
+    ``peer_yolov8.py``). ``workers`` loader processes (Ultralytics would force 0 on the CPU) and
+    ``deterministic`` kernels or not: by default as fast as a careful user would run it.
     """
     python = Path(python)  # not resolved: the venv's python is a link to the base interpreter
     venv = python.parent.parent
@@ -200,6 +203,9 @@ def run_peer(
         str(seed),
         "--threads",
         str(threads),
+        "--workers",
+        str(workers),
+        *(["--deterministic"] if deterministic else []),
     ]
     print(
         f"peer: training YOLOv8n for {minutes:g} min on {threads} threads (log: {log})",

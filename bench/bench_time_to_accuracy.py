@@ -3,9 +3,11 @@
 Usage (from the repository root, attnyolo's venv active):
 
     python bench/bench_time_to_accuracy.py                    # shapes + voc20 + mask_voc, 10 min
-    python bench/bench_time_to_accuracy.py --datasets shapes --minutes 4
+    python bench/bench_time_to_accuracy.py --datasets shapes --minutes 4 --seeds 0 1 2
 
-For each data set, one after the other on the same cores:
+For each data set, one after the other on the same cores, and for each training seed of
+`--seeds` (default 0 and 1; the data are the same for every seed, `--data-seed`) attnyolo, then
+the peer, one run at a time:
 
 1. the data: the built-in shapes set with colour independent of class (`generate_shapes(...,
    colour="random")`, 320x320, 1,000 train and 200 test images), or `../shared/data/voc20` and
@@ -15,14 +17,16 @@ For each data set, one after the other on the same cores:
    `--checkpoint-minutes` of training time (`save_minutes`);
 4. Ultralytics YOLOv8n built from `yolov8n.yaml` (no pretrained weights) at 320 for the same
    budget, in its own venv, at 2 torch threads, with a checkpoint at the same training minutes
-   (`bench/_peer.py`, `bench/peer_yolov8.py`);
+   (`bench/_peer.py`, `bench/peer_yolov8.py`), its seed the same;
 5. every checkpoint of both scored by attnyolo's evaluator on the same test split: VOC mAP@0.5
    (all-point) and COCO AP@[.5:.95]. attnyolo's checkpoints detect with the geometry they were
    trained with (letterboxed; confidence 0.001, NMS 0.5, get_map.py's); the peer's detections
    are its own `predict` at its validation settings (confidence 0.001, NMS IoU 0.7).
 
-The table and a PNG curve per data set go to `docs/benchmarks.md` ("Time to accuracy") and
-`docs/time_to_accuracy_<data>.png`; everything measured is also in `<work>/results.json`.
+The table (each detector's mean over the seeds, and each seed's value) and a PNG curve per data
+set (the mean, each seed thin) go to `docs/benchmarks.md` ("Time to accuracy") and
+`docs/time_to_accuracy_<data>.png`; everything measured is also in `<work>/results.json`, each
+detector's rows by seed (`datasets.<data>.attnyolo["0"]`, `.peer["0"]`, `.peer_summary["0"]`).
 `--label` names a recipe attempt: its curve is appended to `docs/recipe_log.md` instead.
 """
 
@@ -43,7 +47,7 @@ ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "data"
 
 from _peer import DEFAULT_PEER_VENV, ensure_peer_venv, predict_again, run_peer  # noqa: E402
-from _report import write_section  # noqa: E402
+from _report import cpu_name, write_section  # noqa: E402
 
 HEADING = "## Time to accuracy: attnyolo --recipe fast against YOLOv8n from scratch"
 
@@ -65,7 +69,8 @@ def _attnyolo(*args: str) -> list[str]:
 
 
 def prepare(name: str, work: Path, images: int, test_images: int, size: int, seed: int):
-    """`(voc_root, train_split, test_split)` of a benchmark data set, None when absent."""
+    """`(voc_root, train_split, test_split)` of a benchmark data set, None when absent; `seed`
+    is the shapes' data seed (the same for every training seed)."""
     if name == "shapes":
         from attnyolo.data.synthetic import generate_shapes
 
@@ -107,12 +112,16 @@ def to_yolo(name: str, voc: Path, train_split: str, test_split: str, work: Path)
     return peer_yaml
 
 
-def run_dir(name: str, args, work: Path) -> Path:
-    return work / "runs" / f"{name}_{_slug(args.label) if args.label else 'fast'}"
+def run_dir(name: str, args, work: Path, seed: int) -> Path:
+    return work / "runs" / f"{name}_{_slug(args.label) if args.label else 'fast'}_seed{seed}"
 
 
-def train_attnyolo(name, voc, train_split, args, work: Path) -> Path:
-    run = run_dir(name, args, work)
+def peer_dir(name: str, work: Path, seed: int) -> Path:
+    return work / "peer" / name / f"seed{seed}"
+
+
+def train_attnyolo(name, voc, train_split, args, work: Path, seed: int) -> Path:
+    run = run_dir(name, args, work, seed)
     if run.exists():
         import shutil
 
@@ -122,13 +131,15 @@ def train_attnyolo(name, voc, train_split, args, work: Path) -> Path:
         "--input-size", str(args.size), "--output", str(run.parent), "--name", run.name,
         "--set", f"save_minutes={args.checkpoint_minutes:g}",
         "--set", f"train_split={train_split}", "--set", "val_split=null",
-        "--set", "eval_period=0", "--set", f"seed={args.seed}",
+        "--set", "eval_period=0", "--set", f"seed={seed}",
     )  # fmt: skip
     for item in args.set or []:
         command += ["--set", item]
     start = time.monotonic()
     _run(command, work / "logs" / f"train_{run.name}.log", env={"ATTNYOLO_DEBUG": "1"})
-    print(f"{name}: attnyolo trained in {(time.monotonic() - start) / 60:.2f} min ({run})")
+    print(
+        f"{name}: attnyolo seed {seed} trained in {(time.monotonic() - start) / 60:.2f} min ({run})"
+    )
     return run
 
 
@@ -144,7 +155,8 @@ def score_attnyolo(run: Path, dataset, minutes: list[float]) -> list[dict]:
 
     from attnyolo.engine.evaluate import detect
     from attnyolo.engine.train import minute_name
-    from attnyolo.models import load_detector
+    from attnyolo.models.flops import count_flops
+    from attnyolo.models.saving import load_detector
 
     state = json.loads((run / "state.json").read_text())
     rows = []
@@ -170,8 +182,23 @@ def score_attnyolo(run: Path, dataset, minutes: list[float]) -> list[dict]:
         "images": state["images"],
         "run_minutes": state["seconds"] / 60,
         **score(dataset, found),
+        # Forward FLOPs (2 x multiply-adds) of one image at the model's input size.
+        "gflops": count_flops(model) / 1e9,
+        "config": _run_config(run),
     }
+    del model
+    keras.backend.clear_session()
     return [*rows, final]
+
+
+def _run_config(run: Path) -> dict:
+    """The run's `mixed_precision` and `jit_compile` as its config.yaml has them (those present)."""
+    import yaml
+
+    path = run / "config.yaml"
+    config = yaml.safe_load(path.read_text()) if path.is_file() else None
+    config = config if isinstance(config, dict) else {}
+    return {key: config[key] for key in ("mixed_precision", "jit_compile") if key in config}
 
 
 def score_peer(summary: dict, dataset, data_yaml: Path) -> list[dict]:
@@ -202,85 +229,182 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value * 100:.1f}"
 
 
-def table(name: str, ours: list[dict], peer: list[dict] | None, args) -> str:
-    by_minute_peer = {round(r["minute"], 3): r for r in peer or []}
+def _by_seed(value) -> dict[str, list]:
+    """A detector's rows (or peer summaries) by seed, `{"0": ...}`, as results.json keeps them;
+    a bare list (one run) or a summary of results.json's earlier layout is taken as seed 0."""
+    if not value:
+        return {}
+    if isinstance(value, dict) and all(str(k).lstrip("-").isdigit() for k in value):
+        return {str(k): v for k, v in value.items()}
+    return {"0": value}
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _key(row: dict):
+    return "final" if row.get("final") else round(row["minute"], 3)
+
+
+def _points(runs: dict[str, list], key=_key) -> dict:
+    """`{checkpoint: {seed: row}}` over every seed's rows; the checkpoint is its minute, rounded,
+    or "final"."""
+    points: dict = {}
+    for seed, rows in runs.items():
+        for row in rows or []:
+            points.setdefault(key(row), {})[seed] = row
+    return points
+
+
+def _cell(by_seed: dict, seeds: list[str], field: str = "map50", each: bool = True) -> str:
+    """`mean (seed, seed, ...)` in %, a lone seed's value alone; "-" for none."""
+    values = [by_seed[s][field] if s in by_seed else None for s in seeds]
+    mean = _mean(values)
+    if mean is None:
+        return "-"
+    if not each or len(seeds) == 1:
+        return _fmt(mean)
+    return f"{_fmt(mean)} ({', '.join(_fmt(v) for v in values)})"
+
+
+def table(name: str, ours, peer, args) -> str:
+    """The data set's table: at each checkpoint and the end, each detector's mean mAP50 over the
+    seeds with each seed's value, the difference of the means and the COCO AP means. `ours` and
+    `peer` are rows by seed (`{"0": rows, ...}`; a bare list is one seed's)."""
+    ours, peer = _by_seed(ours), _by_seed(peer)
+    our_seeds, peer_seeds = list(ours), list(peer)
+    mine, theirs = _points(ours), _points(peer)
+    n_ours = f" ({len(our_seeds)} seed{'s' if len(our_seeds) != 1 else ''})" if ours else ""
+    n_peer = f" ({len(peer_seeds)} seed{'s' if len(peer_seeds) != 1 else ''})" if peer else ""
     lines = [
-        f"**{name}** (test mAP@0.5 and COCO AP, %, at each checkpoint of training time):",
+        f"**{name}** (test mAP@0.5 and COCO AP, %, at each checkpoint of training time; mAP50 "
+        f"as the mean over the training seeds ({', '.join(our_seeds) or '-'}) with each seed's "
+        "value in brackets, AP the mean):",
         "",
-        "| minutes | attnyolo fast mAP50 | YOLOv8n mAP50 | difference | attnyolo AP | YOLOv8n AP |",
+        f"| minutes | attnyolo fast mAP50{n_ours} | YOLOv8n mAP50{n_peer} | "
+        "difference of means | attnyolo AP | YOLOv8n AP |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in ours:
-        if row.get("final"):
-            continue
-        other = by_minute_peer.get(round(row["minute"], 3))
-        peer50 = other["map50"] if other else None
-        diff = f"{(row['map50'] - peer50) * 100:+.1f}" if peer50 is not None else "-"
+    checkpoints = sorted(k for k in mine if k != "final")
+    for minute in checkpoints:
+        lines.append(_table_row(f"{minute:g}", mine[minute], theirs.get(minute, {}), ours, peer))
+    final = mine.get("final", {})
+    # The peer's last checkpoint, seed by seed, is its end of training.
+    peer_final = {s: rows[-1] for s, rows in peer.items() if rows}
+    if final:
+        trained = _mean(r["minute"] for r in final.values())
+        epochs = [str(r["epochs"]) for r in final.values()]  # in seed order
+        epochs = epochs[0] if len(set(epochs)) == 1 else "/".join(epochs)
         lines.append(
-            f"| {row['minute']:g} | {_fmt(row['map50'])} | {_fmt(peer50)} | {diff} | "
-            f"{_fmt(row['coco_ap'])} | {_fmt(other['coco_ap'] if other else None)} |"
+            _table_row(
+                f"final ({trained:.1f} min trained, mean; {epochs} epochs)",
+                final,
+                peer_final,
+                ours,
+                peer,
+            )
         )
-    final = next((r for r in ours if r.get("final")), None)
-    verdict = _verdict(ours, by_minute_peer)
-    if final is not None and peer:
-        gap = final["map50"] - peer[-1]["map50"]
+    verdict = _verdict(mine, theirs, checkpoints)
+    if final and peer_final:
+        gap = _mean(r["map50"] for r in final.values()) - _mean(
+            r["map50"] for r in peer_final.values()
+        )
         verdict += (
-            f" At the end ({final['minute']:.1f} against {peer[-1]['minute']:g} training "
-            f"minutes) attnyolo's mAP50 is {abs(gap) * 100:.1f} points "
+            f" At the end ({_mean(r['minute'] for r in final.values()):.1f} against "
+            f"{_mean(r['minute'] for r in peer_final.values()):g} training minutes, means) "
+            f"attnyolo's mean mAP50 is {abs(gap) * 100:.1f} points "
             + ("above" if gap >= 0 else "below")
             + " YOLOv8n's."
         )
-    if final is not None:
-        peer_final = peer[-1] if peer else None
-        lines.append(
-            f"| final ({final['minute']:.1f} min trained, {final['epochs']} epochs) | "
-            f"{_fmt(final['map50'])} | {_fmt(peer_final['map50'] if peer_final else None)} | "
-            + (f"{(final['map50'] - peer_final['map50']) * 100:+.1f}" if peer_final else "-")
-            + f" | {_fmt(final['coco_ap'])} | "
-            f"{_fmt(peer_final['coco_ap'] if peer_final else None)} |"
-        )
-    if verdict:
-        lines += ["", verdict]
+    if verdict.strip():
+        lines += ["", verdict.strip()]
     return "\n".join(lines)
 
 
-def _verdict(ours: list[dict], peer: dict) -> str:
-    """Whether attnyolo is at or above the peer's mAP50 at every checkpoint, or by how much
-    not."""
-    gaps = [
-        (row["minute"], row["map50"] - peer[round(row["minute"], 3)]["map50"])
-        for row in ours
-        if not row.get("final") and round(row["minute"], 3) in peer
-    ]
-    if not gaps:
-        return ""
-    behind = [(m, g) for m, g in gaps if g < 0]
-    if not behind:
-        return "attnyolo's mAP50 is at or above YOLOv8n's at every checkpoint before the end."
-    minute, gap = min(behind, key=lambda x: x[1])
-    where = ", ".join(f"{m:g}" for m, _ in behind)
+def _table_row(label: str, mine: dict, theirs: dict, ours: dict, peer: dict) -> str:
+    our_seeds, peer_seeds = list(ours), list(peer)
+    ours50 = _mean(r["map50"] for r in mine.values())
+    peer50 = _mean(r["map50"] for r in theirs.values())
+    diff = f"{(ours50 - peer50) * 100:+.1f}" if ours50 is not None and peer50 is not None else "-"
     return (
-        f"attnyolo's mAP50 is below YOLOv8n's at {len(behind)} of {len(gaps)} checkpoints "
-        f"(minutes {where}), by up to {-gap * 100:.1f} points (minute {minute:g})."
+        f"| {label} | {_cell(mine, our_seeds)} | {_cell(theirs, peer_seeds) if peer else '-'} | "
+        f"{diff} | {_cell(mine, our_seeds, 'coco_ap', each=False)} | "
+        f"{_cell(theirs, peer_seeds, 'coco_ap', each=False) if peer else '-'} |"
     )
 
 
-def plot(name: str, ours: list[dict], peer: list[dict] | None, path: Path, label: str) -> None:
+def _verdict(mine: dict, theirs: dict, checkpoints: list) -> str:
+    """Whether attnyolo's mean mAP50 is at or above the peer's at every checkpoint, or by how
+    much not; and at how many its lowest seed is at or above the peer's highest."""
+    compared = [m for m in checkpoints if mine.get(m) and theirs.get(m)]
+    if not compared:
+        return ""
+    gaps = [
+        (
+            m,
+            _mean(r["map50"] for r in mine[m].values())
+            - _mean(r["map50"] for r in theirs[m].values()),
+        )
+        for m in compared
+    ]
+    behind = [(m, g) for m, g in gaps if g < 0]
+    if not behind:
+        text = "attnyolo's mean mAP50 is at or above YOLOv8n's at every checkpoint before the end."
+    else:
+        minute, gap = min(behind, key=lambda x: x[1])
+        where = ", ".join(f"{m:g}" for m, _ in behind)
+        text = (
+            f"attnyolo's mean mAP50 is below YOLOv8n's at {len(behind)} of {len(gaps)} "
+            f"checkpoints (minutes {where}), by up to {-gap * 100:.1f} points (minute {minute:g})."
+        )
+    if any(len(mine[m]) > 1 or len(theirs[m]) > 1 for m in compared):
+        clear = sum(
+            min(r["map50"] for r in mine[m].values()) >= max(r["map50"] for r in theirs[m].values())
+            for m in compared
+        )
+        text += (
+            f" Its lowest seed is at or above YOLOv8n's highest at {clear} of {len(compared)}"
+            " checkpoints."
+        )
+    return text
+
+
+def plot(name: str, ours, peer, path: Path, label: str) -> None:
+    """The mAP50 curves: per detector the mean over its seeds (markers), each seed a thin line.
+    `ours` and `peer` are rows by seed, as for `table`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4))
-    # The checkpoints, then the end of training (attnyolo's --time keeps back the run's end).
-    points = sorted({round(r["minute"], 3): r["map50"] for r in ours}.items())
-    if points:
-        axes.plot(*zip(*points, strict=True), marker="o", label=f"attnyolo {label}")
-    if peer:
-        axes.plot(
-            [r["minute"] for r in peer], [r["map50"] for r in peer], marker="s",
-            label="YOLOv8n (Ultralytics)",
-        )  # fmt: skip
+    for runs, text, marker, colour in (
+        (_by_seed(ours), f"attnyolo {label}", "o", "C0"),
+        (_by_seed(peer), "YOLOv8n (Ultralytics)", "s", "C1"),
+    ):
+        if not runs:
+            continue
+        # Each seed: its checkpoints, then (attnyolo) the end of training, whose minute differs
+        # from seed to seed (its --time keeps back the run's end).
+        for rows in runs.values():
+            points = sorted((r["minute"], r["map50"]) for r in rows or [])
+            if len(runs) > 1 and points:
+                axes.plot(*zip(*points, strict=True), color=colour, alpha=0.35, linewidth=0.8)
+        # The mean: checkpoint by checkpoint, then the end (its mean minute), in that order.
+        groups = _points(runs)
+        order = sorted(k for k in groups if k != "final") + (["final"] if "final" in groups else [])
+        mean = [
+            (
+                _mean(r["minute"] for r in groups[k].values()),
+                _mean(r["map50"] for r in groups[k].values()),
+            )
+            for k in order
+        ]
+        if mean:
+            seeds = f" (mean of {len(runs)} seeds)" if len(runs) > 1 else ""
+            axes.plot(*zip(*mean, strict=True), marker=marker, color=colour, label=text + seeds)
     axes.set(
         xlabel="training minutes (2 CPU cores)", ylabel="test mAP@0.5", title=name, ylim=(0, 1)
     )
@@ -302,7 +426,17 @@ def main(argv=None) -> None:
     parser.add_argument("--images", type=int, default=1000, help="shapes: training images")
     parser.add_argument("--test-images", type=int, default=200, help="shapes: test images")
     parser.add_argument("--size", type=int, default=320, help="input size of both")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        "--seed",
+        nargs="+",
+        type=int,
+        default=[0, 1],
+        help="training seeds: each trains attnyolo once and the peer once (default 0 1)",
+    )
+    parser.add_argument(
+        "--data-seed", type=int, default=0, help="shapes: the data's seed, the same for all seeds"
+    )
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "attnyolo-bench" / "tta"))
     parser.add_argument("--peer-venv", default=str(DEFAULT_PEER_VENV))
     parser.add_argument("--no-peer", action="store_true", help="train attnyolo only")
@@ -313,14 +447,15 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--score-only",
         action="store_true",
-        help="train nothing: score the runs already in --work again (the peer's checkpoints "
-        "predicting again), and rewrite the docs",
+        help="train nothing: score the runs already in --work again, every seed's (the peer's "
+        "checkpoints predicting again), and rewrite the docs",
     )
     parser.add_argument(
         "--label", help="a recipe attempt: its figures go to docs/recipe_log.md, not benchmarks"
     )
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     args = parser.parse_args(argv)
+    args.seeds = list(dict.fromkeys(args.seeds))  # each seed once, in the order given
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -334,9 +469,15 @@ def main(argv=None) -> None:
     if not args.no_peer and not args.peer_from:
         python = ensure_peer_venv(Path(args.peer_venv))
     results = {
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpu": cpu_name(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "minutes": args.minutes,
         "checkpoint_minutes": args.checkpoint_minutes,
+        "seeds": args.seeds,
+        "data_seed": args.data_seed,
         "label": args.label,
         "set": args.set or [],
         "datasets": {},
@@ -344,50 +485,69 @@ def main(argv=None) -> None:
     from attnyolo.data.datasets import load_dataset
 
     for name in [n.strip() for n in args.datasets.split(",") if n.strip()]:
-        prepared = prepare(name, work, args.images, args.test_images, args.size, args.seed)
+        prepared = prepare(name, work, args.images, args.test_images, args.size, args.data_seed)
         if prepared is None:
             continue
         voc, train_split, test_split = prepared
         test_set = load_dataset(voc, test_split)
-        entry = {"data": str(voc), "train_split": train_split, "test_split": test_split}
-        if args.score_only:
-            run = run_dir(name, args, work)
-            if not (run / "state.json").is_file():
-                raise SystemExit(f"--score-only: no finished run at {run}")
-        else:
-            run = train_attnyolo(name, voc, train_split, args, work)
-        entry["attnyolo"] = score_attnyolo(run, test_set, minutes)
-        peer_rows = None
-        if name in earlier.get("datasets", {}) and "peer" in earlier["datasets"][name]:
-            peer_rows = earlier["datasets"][name]["peer"]
-            entry["peer_from"] = args.peer_from
-        elif python is not None and args.score_only:
-            out = work / "peer" / name
-            summary = predict_again(python, out, [r.image for r in test_set.records], args.size)
-            entry["peer_summary"] = summary
-            peer_rows = score_peer(summary, test_set, work / "yolo" / name / "peer.yaml")
-        elif python is not None:
-            data_yaml = to_yolo(name, voc, train_split, test_split, work)
-            out = work / "peer" / name
-            summary = run_peer(
-                python,
-                data_yaml,
-                [r.image for r in test_set.records],
-                out,
-                minutes=args.minutes,
-                checkpoint_minutes=args.checkpoint_minutes,
-                imgsz=args.size,
-                seed=args.seed,
-            )
-            entry["peer_summary"] = summary
-            peer_rows = score_peer(summary, test_set, data_yaml)
-        if peer_rows is not None:
-            entry["peer"] = peer_rows
+        test_images = [r.image for r in test_set.records]
+        entry = {
+            "data": str(voc),
+            "train_split": train_split,
+            "test_split": test_split,
+            "attnyolo": {},
+            "attnyolo_runs": {},
+        }
         results["datasets"][name] = entry
-        _save(work / "results.json", results)
+        reused = _by_seed(earlier.get("datasets", {}).get(name, {}).get("peer"))
+        reused_summary = _by_seed(earlier.get("datasets", {}).get(name, {}).get("peer_summary"))
+        data_yaml = None
+        if python is not None and not args.score_only:
+            data_yaml = to_yolo(name, voc, train_split, test_split, work)
+        for seed in args.seeds:
+            key = str(seed)
+            if args.score_only:
+                run = run_dir(name, args, work, seed)
+                if not (run / "state.json").is_file():
+                    raise SystemExit(f"--score-only: no finished run at {run}")
+            else:
+                run = train_attnyolo(name, voc, train_split, args, work, seed)
+            entry["attnyolo"][key] = score_attnyolo(run, test_set, minutes)
+            entry["attnyolo_runs"][key] = str(run)
+            summary = None
+            if args.peer_from:
+                if key in reused:
+                    entry.setdefault("peer", {})[key] = reused[key]
+                    if key in reused_summary:
+                        entry.setdefault("peer_summary", {})[key] = reused_summary[key]
+                    entry["peer_from"] = args.peer_from
+                else:
+                    print(f"{name}: {args.peer_from} has no peer run of seed {seed}")
+            elif python is not None and args.score_only:
+                out = peer_dir(name, work, seed)
+                if not (out / "peer.json").is_file():
+                    raise SystemExit(f"--score-only: no peer run at {out}")
+                summary = predict_again(python, out, test_images, args.size)
+                data_yaml = work / "yolo" / name / "peer.yaml"
+            elif python is not None:
+                summary = run_peer(
+                    python,
+                    data_yaml,
+                    test_images,
+                    peer_dir(name, work, seed),
+                    minutes=args.minutes,
+                    checkpoint_minutes=args.checkpoint_minutes,
+                    imgsz=args.size,
+                    seed=seed,
+                )
+            if summary is not None:
+                entry.setdefault("peer_summary", {})[key] = summary
+                entry.setdefault("peer", {})[key] = score_peer(summary, test_set, data_yaml)
+            _save(work / "results.json", results)
         label = args.label or "--recipe fast"
-        plot(name, entry["attnyolo"], peer_rows, docs / _png(name, args.label), label)
-        print(table(name, entry["attnyolo"], peer_rows, args))
+        plot(name, entry["attnyolo"], entry.get("peer"), docs / _png(name, args.label), label)
+        print(table(name, entry["attnyolo"], entry.get("peer"), args))
+        print("\n".join(["", *details(entry, args)]))
     _write_docs(results, args, docs, work)
 
 
@@ -402,20 +562,119 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label)[:60].strip("_")
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def _save(path: Path, results: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(results, indent=2, default=str))
     tmp.replace(path)
+
+
+def _same(values: dict, text=str) -> str:
+    """One value when every seed has the same, else each seed's: `a (seed 0), b (seed 1)`."""
+    shown = {seed: text(value) for seed, value in values.items()}
+    if len(set(shown.values())) == 1:
+        return next(iter(shown.values()))
+    return ", ".join(f"{value} (seed {seed})" for seed, value in shown.items())
+
+
+def _yaml_value(value) -> str:
+    """A config value as YAML writes it (`false`, `auto`)."""
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True).strip()
+    return text.removesuffix("...").strip()
+
+
+def details(entry: dict, args) -> list[str]:
+    """The lines under a data set's table: each detector's speed per seed and their mean, its
+    settings, and the training GFLOP/s of the two."""
+    lines = []
+    summaries = _by_seed(entry.get("peer_summary"))
+    peer_speed = {
+        s: v["images_per_second"] for s, v in summaries.items() if v.get("images_per_second")
+    }
+    if summaries:
+        first = next(iter(summaries.values()))
+        runs = "; ".join(
+            f"seed {s}: {v.get('epochs') or 0:.1f} epochs, "
+            + (f"{v['images_per_second']:.1f}" if v.get("images_per_second") else "-")
+            + f" images/s, CPU use {v.get('cpu_use') or 0:.0%} of its threads"
+            for s, v in summaries.items()
+        )
+        lines.append(
+            f"YOLOv8n: Ultralytics {first.get('ultralytics')}, torch {first.get('torch')}, "
+            "torch threads in training "
+            + _same({s: v.get("threads", {}).get("torch_training") for s, v in summaries.items()})
+            + ", loader workers "
+            + _same({s: v.get("workers") for s, v in summaries.items()})
+            + ", deterministic "
+            + _same({s: v.get("settings", {}).get("deterministic") for s, v in summaries.items()})
+            + f"; {runs}"
+            + (f"; mean {_mean(peer_speed.values()):.1f} images/s." if len(peer_speed) > 1 else ".")
+        )
+    finals = {
+        s: next((r for r in rows if r.get("final")), None)
+        for s, rows in _by_seed(entry.get("attnyolo")).items()
+    }
+    finals = {s: r for s, r in finals.items() if r}
+    our_speed = {s: r["images"] / max(r["minute"] * 60, 1e-9) for s, r in finals.items()}
+    if finals:
+        configs = {s: r.get("config", {}) for s, r in finals.items()}
+        settings = [
+            f"{key} " + _same({s: c.get(key, "not set") for s, c in configs.items()}, _setting)
+            for key in ("mixed_precision", "jit_compile")
+        ]
+        runs = "; ".join(
+            f"seed {s}: {r['epochs']} epochs, {r['images']} images in {r['minute']:.2f} training "
+            f"minutes ({our_speed[s]:.1f} images/s), the whole run {r['run_minutes']:.2f} min of "
+            f"its {args.minutes:g}"
+            for s, r in finals.items()
+        )
+        lines.append(
+            f"attnyolo ({', '.join(settings)} in its config.yaml): {runs}"
+            + (f"; mean {_mean(our_speed.values()):.1f} images/s." if len(our_speed) > 1 else ".")
+        )
+    lines.append(_gflops_line(finals, summaries, our_speed, peer_speed, args.size))
+    return [line for line in lines if line]
+
+
+def _setting(value) -> str:
+    return value if value == "not set" else _yaml_value(value)
+
+
+def _gflops_line(
+    finals: dict, summaries: dict, our_speed: dict, peer_speed: dict, size: int
+) -> str:
+    """Training GFLOP/s of each: images/s (mean over the seeds) x forward GFLOPs per image."""
+    ours = _mean(r.get("gflops") for r in finals.values())
+    if not finals or not our_speed:
+        return ""
+    if ours is None:
+        return "Training GFLOP/s: attnyolo GFLOPs unknown."
+    our_rate = _mean(our_speed.values()) * ours
+    text = (
+        f"Training GFLOP/s (training images/s, mean over the seeds, x forward GFLOPs per "
+        f"image at input {size}): attnyolo "
+        f"{_mean(our_speed.values()):.1f} x {ours:.2f} = {our_rate:.1f}"
+    )
+    if not summaries:
+        return text + "."
+    theirs = _mean(v.get("gflops") for v in summaries.values())
+    if theirs is None or not peer_speed:
+        return text + "; peer GFLOPs unknown."
+    peer_rate = _mean(peer_speed.values()) * theirs
+    return (
+        text + f", YOLOv8n {_mean(peer_speed.values()):.1f} x {theirs:.2f} = {peer_rate:.1f}: "
+        f"attnyolo's is {our_rate / peer_rate:.2f} x YOLOv8n's."
+    )
+
+
+def _seeds_text(seeds: list[int], no_peer: bool) -> str:
+    who = "attnyolo" if no_peer else "each detector"
+    if len(seeds) == 1:
+        return f"{who} trained once (seed {seeds[0]}),"
+    listed = ", ".join(str(s) for s in seeds[:-1]) + f" and {seeds[-1]}"
+    each = "" if no_peer else " each"
+    return f"{who} trained once per seed, seeds {listed} ({len(seeds)} runs{each}),"
 
 
 def _write_docs(results: dict, args, docs: Path, work: Path) -> None:
@@ -423,24 +682,7 @@ def _write_docs(results: dict, args, docs: Path, work: Path) -> None:
     for name, entry in results["datasets"].items():
         sections.append(table(name, entry["attnyolo"], entry.get("peer"), args))
         sections.append(f"![{name}]({_png(name, args.label)})")
-        summary = entry.get("peer_summary")
-        if summary:
-            sections.append(
-                f"YOLOv8n: Ultralytics {summary.get('ultralytics')}, torch "
-                f"{summary.get('torch')}, torch threads in training "
-                f"{summary.get('threads', {}).get('torch_training')}, "
-                f"{summary.get('epochs', 0):.1f} epochs, "
-                f"{summary.get('images_per_second', 0):.1f} images/s, CPU use "
-                f"{summary.get('cpu_use', 0):.0%} of its threads."
-            )
-        final = next((r for r in entry["attnyolo"] if r.get("final")), None)
-        if final:
-            sections.append(
-                f"attnyolo: {final['epochs']} epochs, {final['images']} images in "
-                f"{final['minute']:.2f} training minutes "
-                f"({final['images'] / max(final['minute'] * 60, 1e-9):.1f} images/s); the whole "
-                f"run took {final['run_minutes']:.2f} min of its {args.minutes:g}."
-            )
+        sections += details(entry, args)
     machine = results["machine"]
     header = (
         f"{HEADING}\n\n"
@@ -452,17 +694,20 @@ def _write_docs(results: dict, args, docs: Path, work: Path) -> None:
             else "both detectors from scratch, one after the other, "
         )
         + f"at input {args.size}, a {args.minutes:g}-minute budget, "
-        "scored by attnyolo's evaluator on the same test split (VOC mAP@0.5 all-point, COCO "
-        "AP@[.5:.95]). Shapes: 1,000 train and 200 test images at 320x320 whose colour says "
-        "nothing about the class. Extra settings: " + (", ".join(results["set"]) or "none") + "."
+        + _seeds_text(results.get("seeds", args.seeds), args.no_peer)
+        + " scored by attnyolo's evaluator on the same test split (VOC mAP@0.5 all-point, COCO "
+        f"AP@[.5:.95]). Shapes: {args.images:,} train and {args.test_images:,} test images at "
+        f"{args.size}x{args.size} whose colour says nothing about the class (data seed "
+        f"{results.get('data_seed', args.data_seed)} for every training seed). Extra settings: "
+        + (", ".join(results["set"]) or "none")
+        + "."
+    )
+    header += (
+        " The peer's checkpoints detect as its own validator does (every class above the "
+        "threshold per box), its classes matched to the test set's by name."
     )
     if getattr(args, "score_only", False) or results.get("rescored"):
-        header += (
-            " The scores are from `--score-only` over the runs' saved checkpoints: the peer's "
-            "checkpoints predicted again as its own validator detects (every class above the "
-            "threshold per box) and its classes matched to the test set's by name; its "
-            "validator's own mAP50 on the shapes' final checkpoint, 41.3, agrees with ours, 41.7."
-        )
+        header += " The scores are from `--score-only` over the runs' saved checkpoints."
     text = header + "\n\n" + "\n\n".join(sections)
     if args.label:
         log = docs / "recipe_log.md"

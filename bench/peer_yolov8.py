@@ -85,6 +85,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="loader worker processes (Ultralytics forces 0 on the CPU; this puts them back)",
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="Ultralytics' deterministic=True (deterministic kernels: slower); off by default",
+    )
+    p.add_argument(
         "--predict-only",
         action="store_true",
         help="no training: predict again with the checkpoints and peer.json of an earlier run",
@@ -117,7 +128,8 @@ def _write_json(path: Path, data) -> None:
 class Checkpointer:
     """Ultralytics callbacks that save the EMA model every ``every`` minutes of training."""
 
-    def __init__(self, points: list[float], folder: Path):
+    def __init__(self, points: list[float], folder: Path, workers: int | None = None):
+        self.workers = workers
         self.points = points
         self.folder = folder
         self.saved: list[dict] = []
@@ -135,6 +147,13 @@ class Checkpointer:
     @staticmethod
     def elapsed(trainer) -> float:
         return time.time() - trainer.train_time_start
+
+    def on_pretrain_routine_start(self, trainer) -> None:
+        # Ultralytics sets workers=0 for the CPU in its trainer's constructor ("time dominated by
+        # inference"); with 2 cores a loader process beside the 2 torch threads is faster here
+        # (bench/README.md). The data loaders are built after this event.
+        if self.workers is not None:
+            trainer.args.workers = self.workers
 
     def on_train_start(self, trainer) -> None:
         import torch
@@ -355,9 +374,10 @@ def main(argv=None) -> int:
     if args.predict_only:
         return _predict_again(out, images, args)
     points = checkpoint_points(args.minutes, args.checkpoint_minutes)
-    checkpointer = Checkpointer(points, out / "checkpoints")
+    checkpointer = Checkpointer(points, out / "checkpoints", workers=args.workers)
     model = YOLO("yolov8n.yaml")
     for event in (
+        "on_pretrain_routine_start",
         "on_train_start",
         "on_train_epoch_start",
         "on_train_batch_start",
@@ -376,6 +396,7 @@ def main(argv=None) -> int:
         imgsz=args.imgsz,
         batch=args.batch,
         seed=args.seed,
+        deterministic=args.deterministic,
         device="cpu",
         val=False,
         plots=False,
@@ -402,6 +423,11 @@ def main(argv=None) -> int:
             flush=True,
         )
     threads_predict = torch.get_num_threads()
+    from ultralytics.utils.torch_utils import get_flops
+
+    # Ultralytics' own count (2 x multiply-adds, thop) of the trained network at the training
+    # size; 0.0 where thop is missing.
+    gflops = get_flops(deepcopy(trainer.model).float(), args.imgsz)
 
     optimizer = trainer.optimizer
     group = optimizer.param_groups[0]
@@ -421,6 +447,7 @@ def main(argv=None) -> int:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         },
         "workers": trainer.train_loader.num_workers,
+        "gflops": round(gflops, 4) or None,
         "budget_minutes": args.minutes,
         "checkpoint_minutes": args.checkpoint_minutes,
         "train_minutes": round(train_seconds / 60, 4),

@@ -179,6 +179,7 @@ def check_config(config: dict[str, Any]) -> None:
     from attnyolo.data.images import check_resize_filter
     from attnyolo.engine.distribute import resolve_strategy
     from attnyolo.engine.evaluate import EVALUATION_PROTOCOLS
+    from attnyolo.engine.precision import MIXED_PRECISION
     from attnyolo.models.yolo import ATTENTION_POSITIONS, normalize_input_size
 
     if not config["data"]:
@@ -193,6 +194,7 @@ def check_config(config: dict[str, Any]) -> None:
     _choice(config, "loss_weights", LOSS_WEIGHTS)
     _choice(config, "val_protocol", EVALUATION_PROTOCOLS)
     _choice(config, "jit_compile", ("auto", True, False))
+    _choice(config, "mixed_precision", MIXED_PRECISION)
     parse_attention(config["attention"])  # an unknown name or option fails here, listing valid
     positions = config["attention_positions"]
     if not isinstance(positions, list) or not set(positions) <= set(ATTENTION_POSITIONS):
@@ -214,7 +216,14 @@ def check_config(config: dict[str, Any]) -> None:
                 f"classes is a class-names file or a list of names, got {classes!r} (a count "
                 "names no class: training reads the names from the data, or from this file)"
             )
-    for key in ("epochs", "freeze_epoch", "batch_size", "freeze_batch_size", "workers"):
+    for key in (
+        "epochs",
+        "freeze_epoch",
+        "batch_size",
+        "freeze_batch_size",
+        "workers",
+        "ema_every",
+    ):
         _number(config, key, 1, integer=True)
     for key in ("init_epoch", "eval_period", "save_period", "early_stopping", "bn_recalibration"):
         _number(config, key, 0, integer=True)

@@ -44,6 +44,7 @@ from attnyolo.engine.config import (  # noqa: F401 (the training API in one plac
 )
 from attnyolo.engine.distribute import distribution_scope, resolve_strategy
 from attnyolo.engine.evaluate import evaluate_model, original_ground_truth, write_report
+from attnyolo.engine.precision import compute_precision, dtype_policy, policy_name
 from attnyolo.engine.schedule import (  # noqa: F401
     Phase,
     TimeBudget,
@@ -402,6 +403,8 @@ class RunCallback(keras.callbacks.Callback):
         self.ema = ema
         self.budget = budget
         self._timings: dict[str, float] = {}  # measured seconds of the end-of-epoch work
+        self._ema_pending = 0  # batches trained since the average was last updated
+        self._twin = None  # a float32 copy for validation under a mixed policy
 
     # The schedule --------------------------------------------------------------------------
 
@@ -424,7 +427,9 @@ class RunCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         model = self.model
         if self.ema is not None:
-            self.ema.update(model)
+            self._ema_pending += 1
+            if self._ema_pending >= self.config["ema_every"]:
+                self._update_average()
         self.state.images += self.sequence.batch_size
         if self.budget is None:
             return
@@ -515,7 +520,7 @@ class RunCallback(keras.callbacks.Callback):
                 self._timings["recalibration"] = self._timings["this_recalibration"] = seconds
             if validate:
                 start = time.monotonic()
-                evaluation = self._validate(model)
+                evaluation = self._validate(self._float32(model))
                 seconds = time.monotonic() - start
                 self._timings["this_validation"] = seconds
                 self._timings["validation_per_image"] = seconds / max(len(self.val_dataset), 1)
@@ -545,10 +550,28 @@ class RunCallback(keras.callbacks.Callback):
         _write_csv(self.run / "log.csv", self.state.history)
         _plot_history(self.run, self.state.history)
 
+    def _update_average(self) -> None:
+        if self.ema is not None and self._ema_pending:
+            self.ema.update(self.model, self._ema_pending)
+            self._ema_pending = 0
+
     def _averaged(self):
         if self.ema is None:
             return contextlib.nullcontext(self.model)
+        self._update_average()  # the batches since the last update (`ema_every`)
         return self.ema.swapped(self.model)
+
+    def _float32(self, model):
+        """`model` itself in float32; under a mixed policy, a float32 copy of it (built once, its
+        weights refreshed), so that validation scores what the saved file will predict (model
+        files load in float32)."""
+        if model.dtype_policy.name == "float32":
+            return model
+        if self._twin is None:
+            with dtype_policy("float32"):
+                self._twin = type(model).from_config(model.get_config())
+        self._twin.set_weights(model.get_weights())
+        return self._twin
 
     def _save_averaged(self, path: Path) -> None:
         """A checkpoint of the model as the run would leave it now (average, BN re-estimated)."""
@@ -688,8 +711,7 @@ def train(
     if resume is None:
         run.mkdir(parents=True, exist_ok=False)
         atomic_write(run / "config.yaml", yaml.safe_dump(dict(config), sort_keys=False))
-    if config["mixed_precision"]:
-        keras.mixed_precision.set_dtype_policy("mixed_float16")
+    precision = compute_precision(config["mixed_precision"])
     strategy = resolve_strategy(config["distribute"])
     batch_sizes = [config["batch_size"]]
     if config["freeze_train"]:
@@ -699,7 +721,14 @@ def train(
         budget = TimeBudget(
             config["time"], started=started, used=state.seconds, trained=state.trained_seconds
         )
-    with distribution_scope(strategy, batch_sizes) as replicas:
+    if precision != "float32":
+        jit = "on" if jit_compile_for(config, strategy) else "off"
+        setting = config["mixed_precision"]
+        print(f"computing in mixed {precision} (mixed_precision: {setting}), XLA {jit}")
+    # The policy is the run's only: a notebook or an ablation running several trainings gets its
+    # own back after each.
+    policy = dtype_policy(policy_name(precision))
+    with policy, distribution_scope(strategy, batch_sizes) as replicas:
         if strategy is not None:
             print(f"data-parallel training ({strategy}) over {replicas} replicas")
         _train_phases(
@@ -855,6 +884,8 @@ def jit_compile_for(config: dict[str, Any], strategy: str | None) -> bool:
     """Whether to XLA-compile the train step for this config and distribution strategy."""
     if config["jit_compile"] != "auto":
         return bool(config["jit_compile"])
+    if compute_precision(config["mixed_precision"]) == "bfloat16":
+        return False  # XLA's CPU convolutions are slower in bfloat16 than oneDNN's (precision.py)
     if strategy in ("mirrored", "multi_worker"):
         return False  # as Keras' own auto: XLA inside tf.distribute strategies is not dependable
     return keras.backend.backend() in ("tensorflow", "jax")

@@ -180,3 +180,24 @@ def test_yolov5_loss_weights_for_two_heads():
         "cls_weight": None,
     }
     assert loss_weights({**original, "cls_weight": 0.2}, model)["cls_weight"] == 0.2
+
+
+def test_weight_average_every_k_steps_decays_by_the_product_of_their_decays():
+    rng = np.random.default_rng(1)
+    model = TinyModel([rng.normal(size=(3, 2))])
+    start = model.get_weights()[0].astype(np.float64)
+    ema = WeightAverage(model, momentum=0.9999, tau=20)
+    ema.update(model, 5)  # weights unchanged: the average stays
+    np.testing.assert_allclose(ema.average[0], start, rtol=1e-6)
+    model.set_weights([start + 1.0])
+    ema.update(model, 3)
+    # Steps 6, 7, 8 at once: v = D * v + (1 - D) * w with D the product of their decays.
+    product = math.prod(0.9999 * (1 - math.exp(-u / 20)) for u in (6, 7, 8))
+    expected = product * start + (1 - product) * (start + 1.0)
+    np.testing.assert_allclose(ema.average[0], expected, rtol=1e-5)
+    assert ema.updates == 8
+    # One step at a time with unchanged weights gives the same as k at once.
+    one = WeightAverage(TinyModel([start]), momentum=0.9999, tau=20, updates=5)
+    for _ in range(3):
+        one.update(model)
+    np.testing.assert_allclose(one.average[0], ema.average[0], rtol=1e-5)
