@@ -2,7 +2,8 @@
 the per-batch callback work, at 320x320 on the shapes set (colour independent of class), for
 batch 8 and 16, with the step compiled by XLA or not and in float32 or mixed bfloat16.
 
-TensorFlow backend. Each part is its own compiled function over batches loaded beforehand:
+On TensorFlow each part is its own compiled function over batches loaded beforehand (on JAX
+or PyTorch, `KERAS_BACKEND=jax`, only Keras' step, the callback, the average and the loader):
 
 - forward: the model (training mode) and the loss;
 - forward + backward: the same under a gradient tape, gradients returned (backward = the
@@ -11,8 +12,8 @@ TensorFlow backend. Each part is its own compiled function over batches loaded b
 - step: Keras' own compiled train step (`train_on_batch`), what `fit` runs; the parts above
   should add up to about this;
 - callback: what `RunCallback` does around each batch in Python: the learning rate computed and
-  assigned, the weight average updated (as configured: in the step, or every k batches), the
-  clock read;
+  assigned and the clock read; ema: one update of the weight average (6 M weights read out of
+  the framework), which the recipe does every `ema_every` batches;
 - loader: one batch built by `DetectionSequence` in this thread (the recipe's augmentation), and
   `fit`'s images/s over real epochs with its loader threads, which share the cores with the step.
 
@@ -72,8 +73,57 @@ def _sync(value) -> None:
     keras.ops.convert_to_numpy(keras.tree.flatten(value)[0])
 
 
-def profile_variant(config, dataset, batch: int, steps: int, jit: bool, policy: str) -> dict:
+def _tensorflow_parts(model, loss, optimizer, batch, jit: bool, steps: int) -> dict:
+    """Forward, backward and the optimizer update timed apart, and all three in one function."""
     import tensorflow as tf
+
+    x0, y0 = batch
+    x0 = tf.constant(x0)
+    boxes0, classes0 = tf.constant(y0["boxes"]), tf.constant(y0["classes"])
+    variables = model.trainable_variables
+
+    @tf.function(jit_compile=jit)
+    def forward(x, boxes, classes):
+        total, _ = loss(boxes, classes, model(x, training=True))
+        return total
+
+    @tf.function(jit_compile=jit)
+    def forward_backward(x, boxes, classes):
+        with tf.GradientTape() as tape:
+            total, _ = loss(boxes, classes, model(x, training=True))
+            scaled = optimizer.scale_loss(total)
+        return total, tape.gradient(scaled, variables)
+
+    _, grads = forward_backward(x0, boxes0, classes0)
+    grads = [tf.identity(g) for g in grads]
+    if not optimizer.built:
+        optimizer.build(variables)
+
+    @tf.function(jit_compile=jit)
+    def update(grads):
+        optimizer.apply(grads, variables)
+        return optimizer.iterations
+
+    @tf.function(jit_compile=jit)
+    def own_step(x, boxes, classes):
+        with tf.GradientTape() as tape:
+            total, _ = loss(boxes, classes, model(x, training=True))
+            scaled = optimizer.scale_loss(total)
+        optimizer.apply(tape.gradient(scaled, variables), variables)
+        return total
+
+    times = {
+        "forward": timed(lambda: _sync(forward(x0, boxes0, classes0)), steps),
+        "forward+backward": timed(lambda: _sync(forward_backward(x0, boxes0, classes0)), steps),
+        "optimizer": timed(lambda: _sync(update(grads)), steps),
+        "own step": timed(lambda: _sync(own_step(x0, boxes0, classes0)), steps),
+    }
+    times["backward"] = times["forward+backward"] - times["forward"]
+    return times
+
+
+def profile_variant(config, dataset, batch: int, steps: int, jit: bool, policy: str) -> dict:
+    every = config["ema_every"] if config["ema"] else float("inf")
 
     keras.mixed_precision.set_dtype_policy(policy)
     try:
@@ -99,40 +149,6 @@ def profile_variant(config, dataset, batch: int, steps: int, jit: bool, policy: 
             workers=1,
         )
         batches = [sequence[i] for i in range(4)]
-        x0, y0 = batches[0]
-        x0 = tf.constant(x0)
-        boxes0, classes0 = tf.constant(y0["boxes"]), tf.constant(y0["classes"])
-        variables = model.trainable_variables
-
-        @tf.function(jit_compile=jit)
-        def forward(x, boxes, classes):
-            total, _ = loss(boxes, classes, model(x, training=True))
-            return total
-
-        @tf.function(jit_compile=jit)
-        def forward_backward(x, boxes, classes):
-            with tf.GradientTape() as tape:
-                total, _ = loss(boxes, classes, model(x, training=True))
-                scaled = optimizer.scale_loss(total)
-            return total, tape.gradient(scaled, variables)
-
-        _, grads = forward_backward(x0, boxes0, classes0)
-        grads = [tf.identity(g) for g in grads]
-        optimizer.build(variables)
-
-        @tf.function(jit_compile=jit)
-        def update(grads):
-            optimizer.apply(grads, variables)
-            return optimizer.iterations
-
-        @tf.function(jit_compile=jit)
-        def own_step(x, boxes, classes):
-            with tf.GradientTape() as tape:
-                total, _ = loss(boxes, classes, model(x, training=True))
-                scaled = optimizer.scale_loss(total)
-            optimizer.apply(tape.gradient(scaled, variables), variables)
-            return total
-
         state = {"i": 0}
 
         def step():
@@ -140,14 +156,9 @@ def profile_variant(config, dataset, batch: int, steps: int, jit: bool, policy: 
             state["i"] += 1
             return model.train_on_batch(x, y)
 
-        times = {
-            "forward": timed(lambda: _sync(forward(x0, boxes0, classes0)), steps),
-            "forward+backward": timed(lambda: _sync(forward_backward(x0, boxes0, classes0)), steps),
-            "optimizer": timed(lambda: _sync(update(grads)), steps),
-            "step": timed(step, steps),
-            "own step": timed(lambda: _sync(own_step(x0, boxes0, classes0)), steps),
-        }
-        times["backward"] = times["forward+backward"] - times["forward"]
+        times = {"step": timed(step, steps)}
+        if keras.backend.backend() == "tensorflow":
+            times.update(_tensorflow_parts(model, loss, optimizer, batches[0], jit, steps))
 
         # The callback's per-batch work, as RunCallback does it.
         budget = TimeBudget(10.0)
@@ -156,11 +167,11 @@ def profile_variant(config, dataset, batch: int, steps: int, jit: bool, policy: 
 
         def callback():
             model.optimizer.learning_rate.assign(lr_at_progress(budget.progress(), lr, lr * 0.01))
-            ema.update(model)
             budget.expired()
 
         times["callback"] = timed(callback, steps)
-        times["callback: ema"] = timed(lambda: ema.update(model), steps)
+        times["ema"] = timed(lambda: ema.update(model), steps)
+        times["per batch"] = times["step"] + times["callback"] + times["ema"] / every
         times["loader (1 thread)"] = timed(lambda: sequence[state["i"] % len(sequence)], steps)
         return times
     finally:
@@ -177,6 +188,9 @@ def main() -> None:
         default=["xla,float32", "noxla,float32", "xla,mixed_bfloat16", "noxla,mixed_bfloat16"],
         help="jit (xla|noxla) and dtype policy pairs",
     )
+    parser.add_argument(
+        "--ema-every", type=int, help="batches per weight-average update (default: the recipe's)"
+    )
     parser.add_argument("--label", default="now")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
@@ -184,7 +198,8 @@ def main() -> None:
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = generate_shapes(Path(tmp) / "shapes", num_images=200, colour="random")
-        config = resolve_config(recipe="fast", data=str(root), train_split="train")
+        extra = {} if args.ema_every is None else {"ema_every": args.ema_every}
+        config = resolve_config(recipe="fast", data=str(root), train_split="train", **extra)
         dataset = load_dataset(str(root), "train")
         model = training.build_model(config, dataset.class_names)
         gflops = count_flops(model) / 1e9
@@ -205,7 +220,8 @@ def main() -> None:
         "step",
         "own step",
         "callback",
-        "callback: ema",
+        "ema",
+        "per batch",
     ]
     lines = [
         f"{HEADING} ({args.label})",
@@ -217,16 +233,17 @@ def main() -> None:
         f"{args.steps} calls after 2 warm-up calls. step: Keras' compiled train step "
         "(`train_on_batch`, what `fit` runs); forward, backward and optimizer: the same work in "
         "separate compiled functions; callback: RunCallback's Python work per batch (learning "
-        "rate, weight average, clock), of which ema is the weight average; loader: one batch "
-        "with the recipe's augmentation in one thread. step images/s = batch / step; the "
-        "whole batch costs step + callback (+ loader when the loader threads cannot hide it).",
+        f"rate, clock); ema: one update of the weight average, done every {config['ema_every']} "
+        "batches (`ema_every`); per batch: step + callback + ema / ema_every; loader: one batch "
+        "with the recipe's augmentation in one thread (in `fit` its threads share the cores "
+        "with the step). img/s = batch / per batch.",
         "",
-        "| variant | batch | " + " | ".join(parts) + " | step + callback img/s |",
+        "| variant | batch | " + " | ".join(parts) + " | img/s |",
         "|---|---:|" + "---:|" * (len(parts) + 1),
     ]
     for variant, batch, times in rows:
-        cells = " | ".join(f"{times[p] * 1000:.1f}" for p in parts)
-        total = times["step"] + times["callback"]
+        cells = " | ".join(f"{times[p] * 1000:.1f}" if p in times else "-" for p in parts)
+        total = times["per batch"]
         lines.append(f"| {variant} | {batch} | {cells} | {batch / total:.1f} |")
     text = "\n".join(lines) + "\n"
     print(text)
