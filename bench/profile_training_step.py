@@ -43,6 +43,7 @@ from attnyolo.data.pipeline import DetectionSequence  # noqa: E402
 from attnyolo.data.synthetic import generate_shapes  # noqa: E402
 from attnyolo.engine import train as training  # noqa: E402
 from attnyolo.engine.config import resolve_config  # noqa: E402
+from attnyolo.engine.fps import time_calls  # noqa: E402
 from attnyolo.engine.schedule import TimeBudget, WeightAverage, lr_at_progress  # noqa: E402
 from attnyolo.models.flops import count_flops  # noqa: E402
 
@@ -57,14 +58,7 @@ HEADING = "## Training step profile, 320x320, --recipe fast"
 
 def timed(function, repeats: int) -> float:
     """Median seconds of `function()` over `repeats` calls, after two warm-up calls."""
-    function()
-    function()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        seconds.append(time.perf_counter() - start)
-    return float(np.median(seconds))
+    return float(np.median(time_calls(function, repeats, warmup=2)))
 
 
 def _sync(value) -> None:

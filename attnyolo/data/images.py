@@ -25,6 +25,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # The original scripts pad letterboxed images with grey.
 PAD_VALUE = 128
+# Images are fed as RGB float32 in [0, 1]: pixel / 255 (divided, as the original scripts do:
+# multiplying by 1/255 differs in the last bit). Training's loader and inference's preprocessor
+# both use it.
+PIXEL_DIVISOR = 255.0
 
 # OpenCV's filter is the default for speed: 0.4 against 4.5 ms to letterbox a 640 x 480 photo to
 # 416 (bench/bench_resize.py; on voc20 the training loader delivers about 80 against 45 images/s).

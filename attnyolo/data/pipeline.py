@@ -29,12 +29,12 @@ from attnyolo.data.augment import (
 )
 from attnyolo.data.images import (
     DEFAULT_RESIZE_FILTER,
+    PIXEL_DIVISOR,
     ImageError,
     check_resize_filter,
     load_image,
 )
 from attnyolo.data.records import Dataset
-from attnyolo.inference.config import PIXEL_DIVISOR
 
 __all__ = ["DetectionSequence", "Sample", "loader_throughput"]
 

@@ -11,9 +11,6 @@ from dataclasses import asdict, dataclass, field
 # The key under which exports store the config (ONNX metadata_props, a sidecar JSON's name part).
 METADATA_KEY = "attnyolo"
 FORMAT_VERSION = 1
-# Images are fed as RGB float32 in [0, 1]: pixel / 255 (divided, as the original scripts do:
-# multiplying by 1/255 differs in the last bit).
-PIXEL_DIVISOR = 255.0
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from attnyolo.data.images import DEFAULT_RESIZE_FILTER, check_resize_filter, letterbox, resize
-from attnyolo.inference.config import PIXEL_DIVISOR, InferenceConfig
+from attnyolo.data.images import (
+    DEFAULT_RESIZE_FILTER,
+    PIXEL_DIVISOR,
+    check_resize_filter,
+    letterbox,
+    resize,
+)
+from attnyolo.inference.config import InferenceConfig
 
 
 class Preprocessor:

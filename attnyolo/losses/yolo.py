@@ -154,10 +154,10 @@ class YoloLoss:
     `"yolov5"` the later box's class alone is the target (YOLOv5 itself would keep every claim as a
     separate target).
 
-    Predictions are decoded as `attnyolo.models.YoloDecoder` does: `cx = (s sigmoid(tx) - (s - 1)
-    / 2 + j) / gw`, `w = exp(tw) aw / input_width`, with `tw` clipped to at most 10 so that `exp`
-    cannot overflow. Boxes are compared in coordinates normalised by the input width and height,
-    as in the original.
+    Predictions are decoded as `attnyolo.inference.decoder.YoloDecoder` does:
+    `cx = (s sigmoid(tx) - (s - 1) / 2 + j) / gw`, `w = exp(tw) aw / input_width`, with `tw`
+    clipped to at most 10 so that `exp` cannot overflow. Boxes are compared in coordinates
+    normalised by the input width and height, as in the original.
 
     Deviations from the original scripts: a centre on the far edge goes to the last cell rather
     than past the grid (the original's data loader never makes one); by default `alpha` in CIoU

@@ -1,6 +1,6 @@
-"""YOLOv4-tiny: CSPDarknet53-tiny backbone, detector, decoder, Darknet weight I/O."""
+"""YOLOv4-tiny: CSPDarknet53-tiny backbone, detector, Darknet weight I/O (the decoder is
+`attnyolo.inference.decoder`)."""
 
-from attnyolo.inference.decoder import Detections, YoloDecoder, batched_nms, nms
 from attnyolo.models.backbone import ChannelSplit, csp_darknet53_tiny
 from attnyolo.models.darknet import (
     DarknetError,
@@ -24,19 +24,15 @@ __all__ = [
     "DEFAULT_ANCHOR_MASKS",
     "ChannelSplit",
     "DarknetError",
-    "Detections",
     "LoadReport",
     "ModelFileError",
     "YOLOv4Tiny",
-    "YoloDecoder",
-    "batched_nms",
     "count_flops",
     "count_macs",
     "csp_darknet53_tiny",
     "load_darknet_weights",
     "load_detector",
     "model_from_darknet",
-    "nms",
     "save_darknet",
     "save_detector",
 ]

@@ -7,7 +7,8 @@ from PIL import Image
 
 from attnyolo.data import letterbox, resize
 from attnyolo.engine.predict import Predictor, predict_images
-from attnyolo.models import YoloDecoder, YOLOv4Tiny, save_detector
+from attnyolo.inference.decoder import YoloDecoder
+from attnyolo.models import YOLOv4Tiny, save_detector
 
 
 def confident_model(classes=("ball", "box")):

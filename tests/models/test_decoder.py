@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from attnyolo.models import YoloDecoder, batched_nms, nms
+from attnyolo.inference.decoder import YoloDecoder, batched_nms, nms
 
 
 def _logit(p):
