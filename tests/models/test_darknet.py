@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from attnyolo.data import load_image, resize
+from attnyolo.inference.decoder import YoloDecoder
 from attnyolo.models import (
     DarknetError,
-    YoloDecoder,
     YOLOv4Tiny,
     load_darknet_weights,
     model_from_darknet,
