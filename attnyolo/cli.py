@@ -917,6 +917,9 @@ def _plain_warning(message, category, filename, lineno, file=None, line=None) ->
 
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
+    # FFmpeg's own lines about a damaged video (`[mjpeg @ 0x...] sof: invalid len`), read by
+    # OpenCV when it opens its first video: attnyolo says what it means in one line instead.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     args = build_parser().parse_args(argv)
     _resolve_phi(args)
     warnings.showwarning = _plain_warning

@@ -10,10 +10,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+class WriteError(OSError):
+    """A file could not be written (a full disk, say); the file it was to replace is intact."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path beside `path` (same suffix, so writers that look at the suffix
-    pick the right format); renames it to `path` when the block succeeds, deletes it otherwise."""
+    pick the right format); renames it to `path` when the block succeeds, deletes it otherwise.
+
+    Raises:
+        WriteError: the write or the rename failed with an `OSError` (a full disk, no
+            permission): names `path` and says that what was there before is unchanged.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
@@ -27,6 +36,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, WriteError):
+            raise
+        before = "the file there before is unchanged" if path.exists() else "nothing was written"
+        raise WriteError(e.errno, f"{path}: not written ({e.strerror or e}); {before}") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -244,11 +244,16 @@ def run_peer(
 
 
 def predict_again(
-    python: Path, out_dir: Path, test_images: list[Path], imgsz: int = 320, threads: int = 2
+    python: Path,
+    out_dir: Path,
+    test_images: list[Path],
+    imgsz: int = 320,
+    threads: int = 2,
+    data_yaml: Path | None = None,
 ) -> dict:
     """Predicts the test images again with the checkpoints of an earlier `run_peer` in
-    ``out_dir`` (no training), as ``peer_yolov8.py`` now predicts; returns the updated
-    ``peer.json``."""
+    ``out_dir`` (no training), as ``peer_yolov8.py`` now predicts, and with ``data_yaml`` runs
+    Ultralytics' validator on the last checkpoint again; returns the updated ``peer.json``."""
     python = Path(python)
     out_dir = Path(out_dir).resolve()
     summary_path = out_dir / "peer.json"
@@ -257,7 +262,8 @@ def predict_again(
     test_list.write_text("".join(f"{Path(p).resolve()}\n" for p in test_images))
     log = out_dir / "predict_again.log"
     command = [
-        str(python), str(PEER_SCRIPT), "--predict-only", "--data", "unused",
+        str(python), str(PEER_SCRIPT), "--predict-only",
+        "--data", str(Path(data_yaml).resolve()) if data_yaml else "unused",
         "--test-list", str(test_list), "--out", str(out_dir),
         "--minutes", str(summary["budget_minutes"]), "--imgsz", str(imgsz),
         "--threads", str(threads),

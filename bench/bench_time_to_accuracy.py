@@ -527,8 +527,8 @@ def main(argv=None) -> None:
                 out = peer_dir(name, work, seed)
                 if not (out / "peer.json").is_file():
                     raise SystemExit(f"--score-only: no peer run at {out}")
-                summary = predict_again(python, out, test_images, args.size)
                 data_yaml = work / "yolo" / name / "peer.yaml"
+                summary = predict_again(python, out, test_images, args.size, data_yaml=data_yaml)
             elif python is not None:
                 summary = run_peer(
                     python,
@@ -634,7 +634,27 @@ def details(entry: dict, args) -> list[str]:
             + (f"; mean {_mean(our_speed.values()):.1f} images/s." if len(our_speed) > 1 else ".")
         )
     lines.append(_gflops_line(finals, summaries, our_speed, peer_speed, args.size))
+    lines.append(_validator_line(summaries, _by_seed(entry.get("peer"))))
     return [line for line in lines if line]
+
+
+def _validator_line(summaries: dict, peer: dict) -> str:
+    """The check on how the peer is scored: its own validator's mAP50 on its last checkpoint
+    against attnyolo's evaluator's on the same detector, seed by seed."""
+    pairs = []
+    for seed, summary in summaries.items():
+        theirs = (summary or {}).get("validator")
+        rows = peer.get(seed) or []
+        if theirs and rows:
+            ours = _fmt(rows[-1]["map50"])
+            pairs.append(f"seed {seed} {theirs['map50'] * 100:.1f} against {ours}")
+    if not pairs:
+        return ""
+    return (
+        "Check on the peer's scoring: Ultralytics' own validator on its last checkpoint over the "
+        "test split gives mAP50 " + "; ".join(pairs) + " by attnyolo's evaluator (the validator "
+        "interpolates precision at 101 recall points, VOC all-point takes every point)."
+    )
 
 
 def _setting(value) -> str:
@@ -677,49 +697,136 @@ def _seeds_text(seeds: list[int], no_peer: bool) -> str:
     return f"{who} trained once per seed, seeds {listed} ({len(seeds)} runs{each}),"
 
 
-def _write_docs(results: dict, args, docs: Path, work: Path) -> None:
-    sections = []
+RESULTS = "time_to_accuracy_results.json"
+
+
+def _measured(results: dict, args) -> dict:
+    """How a data set's figures in this run were measured: the words above its table."""
+    return {
+        "cpu": results["machine"]["cpu"],
+        "cores": results["machine"]["cores"],
+        "date": time.strftime("%Y-%m-%d"),
+        "no_peer": bool(args.no_peer),
+        "minutes": args.minutes,
+        "size": args.size,
+        "seeds": results.get("seeds", args.seeds),
+        "data_seed": results.get("data_seed", args.data_seed),
+        "images": args.images,
+        "test_images": args.test_images,
+        "set": results.get("set") or [],
+        "rescored": bool(getattr(args, "score_only", False) or results.get("rescored")),
+        "peer_from": getattr(args, "peer_from", None),
+    }
+
+
+def merged(path: Path, results: dict, args) -> dict:
+    """`docs/time_to_accuracy_results.json` with this run's data sets put in (each with how it
+    was measured), the other data sets' kept from earlier runs; entries of the layout before
+    that record (no `measured`) are dropped."""
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    datasets = {
+        name: entry
+        for name, entry in earlier.get("datasets", {}).items()
+        if isinstance(entry, dict) and "measured" in entry
+    }
     for name, entry in results["datasets"].items():
-        sections.append(table(name, entry["attnyolo"], entry.get("peer"), args))
-        sections.append(f"![{name}]({_png(name, args.label)})")
-        sections += details(entry, args)
-    machine = results["machine"]
-    header = (
-        f"{HEADING}\n\n"
-        f"Measured by `python bench/bench_time_to_accuracy.py` on {machine['cpu']} "
-        f"({machine['cores']} cores), {time.strftime('%Y-%m-%d')}: "
-        + (
-            "attnyolo only (`--no-peer`), "
-            if args.no_peer
-            else "both detectors from scratch, one after the other, "
-        )
-        + f"at input {args.size}, a {args.minutes:g}-minute budget, "
-        + _seeds_text(results.get("seeds", args.seeds), args.no_peer)
-        + " scored by attnyolo's evaluator on the same test split (VOC mAP@0.5 all-point, COCO "
-        f"AP@[.5:.95]). Shapes: {args.images:,} train and {args.test_images:,} test images at "
-        f"{args.size}x{args.size} whose colour says nothing about the class (data seed "
-        f"{results.get('data_seed', args.data_seed)} for every training seed). Extra settings: "
-        + (", ".join(results["set"]) or "none")
+        measured = _measured(results, args)
+        if measured["peer_from"]:
+            # The date of the peer's own run, where the file it came from says it.
+            source = json.loads(Path(measured["peer_from"]).read_text())
+            earlier_entry = source.get("datasets", {}).get(name, {})
+            measured["peer_date"] = earlier_entry.get("measured", {}).get("date")
+        datasets[name] = {**_slim(entry), "measured": measured}
+    return {"datasets": datasets}
+
+
+def _slim(entry: dict) -> dict:
+    """A data set's results without the peer's local-socket records: runs from before the
+    peer's audit skipped them list every connection of its loader workers (AF_UNIX, family=1)."""
+    summaries = {}
+    for seed, summary in _by_seed(entry.get("peer_summary")).items():
+        events = [
+            e
+            for e in summary.get("network_events", [])
+            if "family=1," not in (e.get("args") or [""])[0]
+        ]
+        summaries[seed] = {**summary, "network_events": events}
+    return {**entry, "peer_summary": summaries} if summaries else entry
+
+
+def _dataset_header(name: str, measured: dict) -> str:
+    what = (
+        "attnyolo only (`--no-peer`)"
+        if measured["no_peer"]
+        else "both detectors from scratch, one after the other"
+    )
+    text = (
+        f"Measured on {measured['cpu']} ({measured['cores']} cores), {measured['date']}: {what}, "
+        f"a {measured['minutes']:g}-minute budget at input {measured['size']}, "
+        + _seeds_text(measured["seeds"], measured["no_peer"])
+        + " extra settings: "
+        + (", ".join(measured["set"]) or "none")
         + "."
     )
-    header += (
-        " The peer's checkpoints detect as its own validator does (every class above the "
-        "threshold per box), its classes matched to the test set's by name."
+    if name == "shapes":
+        text += (
+            f" Data: {measured['images']:,} train and {measured['test_images']:,} test images "
+            f"at {measured['size']}x{measured['size']} whose colour says nothing about the class "
+            f"(data seed {measured['data_seed']} for every training seed)."
+        )
+    else:
+        text += f" Data: `../shared/data/{name}`, trainval to train, test to score."
+    if measured.get("rescored"):
+        text += " The scores are from `--score-only` over the runs' saved checkpoints."
+    if measured.get("peer_from"):
+        text += (
+            " YOLOv8n's runs are not trained again: they are those of an earlier run of the "
+            f"benchmark on this machine ({measured['peer_from']}, `--peer-from`)"
+            + (f", of {measured['peer_date']}" if measured.get("peer_date") else "")
+            + "."
+        )
+    return text
+
+
+def _write_docs(results: dict, args, docs: Path, work: Path) -> None:
+    intro = (
+        "Each detector from scratch on 2 cores for the same budget of training minutes, at "
+        "each checkpoint scored by attnyolo's evaluator on the same test split (VOC mAP@0.5 "
+        "all-point, COCO AP@[.5:.95]). The peer's checkpoints detect as its own validator does "
+        "(every class above the threshold per box), its classes matched to the test set's by "
+        "name. A data set's table is rewritten when `bench/bench_time_to_accuracy.py` runs on "
+        f"it; every figure is also in `docs/{RESULTS}`."
     )
-    if getattr(args, "score_only", False) or results.get("rescored"):
-        header += " The scores are from `--score-only` over the runs' saved checkpoints."
-    text = header + "\n\n" + "\n\n".join(sections)
     if args.label:
+        sections = []
+        for name, entry in results["datasets"].items():
+            sections.append(_dataset_header(name, _measured(results, args)))
+            sections.append(table(name, entry["attnyolo"], entry.get("peer"), args))
+            sections.append(f"![{name}]({_png(name, args.label)})")
+            sections += details(entry, args)
         log = docs / "recipe_log.md"
         existing = log.read_text() if log.exists() else "# Recipe log\n"
-        block = text.replace(HEADING, f"## Attempt: {args.label}")
+        block = f"## Attempt: {args.label}\n\n" + "\n\n".join(sections)
         tmp = log.with_name(f".{log.name}.tmp")
         tmp.write_text(existing.rstrip() + "\n\n" + block + "\n")
         tmp.replace(log)
         print(f"appended to {log}")
-    else:
-        write_section(docs / "benchmarks.md", HEADING, text)
-        print(f"wrote {docs / 'benchmarks.md'}")
+        print(f"results: {work / 'results.json'}")
+        return
+    everything = merged(docs / RESULTS, results, args)
+    sections = [intro]
+    for name, entry in everything["datasets"].items():
+        measured = entry["measured"]
+        shown = argparse.Namespace(
+            minutes=measured["minutes"], size=measured["size"], no_peer=measured["no_peer"]
+        )
+        sections.append(_dataset_header(name, measured))
+        sections.append(table(name, entry["attnyolo"], entry.get("peer"), shown))
+        sections.append(f"![{name}]({_png(name, None)})")
+        sections += details(entry, shown)
+    _save(docs / RESULTS, everything)
+    write_section(docs / "benchmarks.md", HEADING, HEADING + "\n\n" + "\n\n".join(sections))
+    print(f"wrote {docs / 'benchmarks.md'} and {docs / RESULTS}")
     print(f"results: {work / 'results.json'}")
 
 

@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import socket
 import sys
 import time
 from copy import deepcopy
@@ -46,6 +47,10 @@ PROCESS_EVENTS: list[dict] = []
 
 
 def _audit(event: str, args: tuple) -> None:
+    if event == "socket.connect" and getattr(args[0], "family", None) == getattr(
+        socket, "AF_UNIX", None
+    ):
+        return  # a local socket: the loader workers hand tensors over these, nothing leaves
     if event in _NETWORK or event in _PROCESSES:
         entry = {"event": event, "args": [repr(a)[:200] for a in args[:3]]}
         (NETWORK_EVENTS if event in _NETWORK else PROCESS_EVENTS).append(entry)
@@ -310,6 +315,34 @@ def predict(weights: Path, images: list[str], out: Path, imgsz: int, settings: d
     return {"detections_count": len(results), "predict_seconds": round(seconds, 2)}
 
 
+def validate(weights: Path, args, out: Path) -> dict:
+    """Ultralytics' own validator on ``weights`` over the data YAML's ``val`` split (the test
+    split): a check on how the benchmark scores the peer's detections (its mAP50 interpolates
+    over 101 recall points, attnyolo's evaluator VOC's all points, so they differ a little)."""
+    from ultralytics import YOLO
+
+    start = time.time()
+    metrics = YOLO(str(weights)).val(
+        data=str(Path(args.data).resolve()),
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device="cpu",
+        plots=False,
+        verbose=False,
+        project=str(out),
+        name="val",
+        exist_ok=True,
+    )
+    result = {
+        "checkpoint": weights.stem,
+        "map50": round(float(metrics.box.map50), 5),
+        "map50_95": round(float(metrics.box.map), 5),
+        "seconds": round(time.time() - start, 2),
+    }
+    print(f"peer: its validator on {weights.stem}: mAP50 {result['map50']:.4f}", flush=True)
+    return result
+
+
 def _prediction_settings() -> dict:
     """Ultralytics' validation settings (cfg/default.yaml: iou, max_det; its validator sets
     conf 0.001)."""
@@ -331,6 +364,8 @@ def _predict_again(out: Path, images: list[str], args) -> int:
         entry["detections"] = str(detections)
         print(f"peer: {weights.stem}: {entry['detections_count']} detections again", flush=True)
     summary["predict"] = {**summary.get("predict", {}), **settings, "again": True}
+    if Path(args.data).is_file() and summary["checkpoints"]:
+        summary["validator"] = validate(Path(summary["checkpoints"][-1]["weights"]), args, out)
     _write_json(out / "peer.json", summary)
     return 0
 
@@ -423,6 +458,7 @@ def main(argv=None) -> int:
             flush=True,
         )
     threads_predict = torch.get_num_threads()
+    validator = validate(Path(checkpointer.saved[-1]["weights"]), args, out)
     from ultralytics.utils.torch_utils import get_flops
 
     # Ultralytics' own count (2 x multiply-adds, thop) of the trained network at the training
@@ -495,6 +531,7 @@ def main(argv=None) -> int:
             "val": trainer.args.val,
         },
         "predict": {"imgsz": args.imgsz, **settings, "test_images": len(images)},
+        "validator": validator,
         "network_events": NETWORK_EVENTS,
         "processes_started": PROCESS_EVENTS,
     }

@@ -95,6 +95,15 @@ class Report:
             )
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 text file, without the byte-order mark some editors write first; a file in
+    another encoding is a `ValueError` naming it (not a bare `UnicodeDecodeError`)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
 def read_class_names(names: ClassNames) -> list[str] | None:
     """Class names from a list, or from a file with one name per line (blank lines skipped).
 
@@ -109,7 +118,7 @@ def read_class_names(names: ClassNames) -> list[str] | None:
         if not path.is_file():
             raise FileNotFoundError(f"class-names file not found: {path}")
         where = str(path)
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        names = [line.strip() for line in read_text(path).splitlines()]
         names = [name for name in names if name]
     names = [str(name) for name in names]
     if not names:
@@ -229,7 +238,7 @@ def load_yaml(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"data YAML not found: {path}")
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = yaml.safe_load(read_text(path))
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(config, dict):

@@ -7,7 +7,7 @@ import os
 import re
 import warnings
 from collections import Counter, defaultdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -70,9 +70,14 @@ def read_coco(
     on_disk = set(os.listdir(folder)) if folder.is_dir() else set()
 
     by_image = defaultdict(list)
-    for annotation in data["annotations"]:
-        by_image[annotation.get("image_id")].append(annotation)
-    image_ids = {entry.get("id") for entry in data["images"]}
+    annotations = [a for a in data["annotations"] if isinstance(a, dict)]
+    if len(annotations) < len(data["annotations"]):
+        skipped = len(data["annotations"]) - len(annotations)
+        report.warn(path, "bad annotation", f"{counted(skipped, 'annotation')} not an object")
+    for annotation in annotations:
+        by_image[_image_id(annotation.get("image_id"))].append(annotation)
+    entries = [entry for entry in data["images"] if isinstance(entry, dict)]
+    image_ids = {_image_id(entry.get("id")) for entry in entries}
     orphans = sum(len(anns) for key, anns in by_image.items() if key not in image_ids)
     if orphans:
         detail = f"{counted(orphans, 'annotation')} of unlisted images skipped"
@@ -81,9 +86,20 @@ def read_coco(
     unknown: Counter[object] = Counter()
     records, seen = [], set()
     for entry in data["images"]:
-        image_id, file_name = entry.get("id"), entry.get("file_name")
-        if image_id is None or not file_name:
+        if not isinstance(entry, dict):
+            report.warn(path, "bad annotation", f"image entry that is not an object: {entry!r}")
+            continue
+        image_id, file_name = _image_id(entry.get("id")), entry.get("file_name")
+        if image_id is None or not file_name or not isinstance(file_name, str):
             report.warn(path, "bad annotation", f"image entry without id or file_name: {entry}")
+            continue
+        if PurePosixPath(file_name).is_absolute() or ".." in PurePosixPath(file_name).parts:
+            # A file name is relative to the image folder; one that leaves it is refused.
+            report.warn(
+                path,
+                "bad annotation",
+                f"image {image_id}: file_name {file_name!r} leaves the image folder; skipped",
+            )
             continue
         if image_id in seen:
             report.warn(path, "duplicate", f"image id {image_id} listed again; skipped")
@@ -105,12 +121,14 @@ def read_coco(
         boxes, classes, crowd, broken = [], [], [], 0
         for annotation in by_image.get(image_id, []):
             category = annotation.get("category_id")
-            if category not in category_index:
-                unknown[category] += 1
+            if not _is_id(category) or category not in category_index:
+                unknown[category if _is_id(category) else repr(category)] += 1
                 continue
             try:
+                if not isinstance(annotation["bbox"], list):
+                    raise TypeError("bbox is not a list")
                 x, y, w, h = (float(v) for v in annotation["bbox"])
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):
                 broken += 1
                 continue
             boxes.append((x, y, x + w, y + h))
@@ -177,6 +195,8 @@ def load_coco_json(path: Path) -> dict:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a COCO instances file (JSON nested too deeply)") from None
     if not isinstance(data, dict) or not all(
         isinstance(data.get(key), list) for key in ("images", "annotations", "categories")
     ):
@@ -215,10 +235,20 @@ def coco_split_file(root: Path, split: str) -> Path:
     )
 
 
+def _is_id(value: object) -> bool:
+    """COCO ids are integers (not booleans, which JSON keeps apart)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _image_id(value: object) -> int | str | None:
+    """An image id: an integer, or a string as some converters write; else None."""
+    return value if _is_id(value) or isinstance(value, str) else None
+
+
 def _entry_size(entry: dict) -> tuple[int, int] | None:
     try:
         height, width = int(entry["height"]), int(entry["width"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: an infinite size
         return None
     return (height, width) if height > 0 and width > 0 else None
 
@@ -227,10 +257,22 @@ def _category_mapping(
     categories: list[dict], class_names: ClassNames, path: Path, report: Report
 ) -> tuple[list[str], dict[int, int]]:
     """Class names and `category id -> contiguous id` (see `read_coco`)."""
+    for category in categories:
+        if not (
+            isinstance(category, dict)
+            and _is_id(category.get("id"))
+            and isinstance(category.get("name"), str | int | float)
+        ):
+            raise ValueError(f"{path}: a category needs an integer id and a name, got {category!r}")
     categories = sorted(categories, key=lambda c: c["id"])
     coco_names = [str(c["name"]) for c in categories]
+    ids = [c["id"] for c in categories]
+    if len(set(ids)) < len(ids):
+        raise ValueError(f"{path}: category ids listed more than once in {ids}")
     names = read_class_names(class_names)
     if names is None:
+        if len(set(coco_names)) < len(coco_names):
+            raise ValueError(f"{path}: category names repeated in {coco_names}; pass class_names")
         return coco_names, {c["id"]: k for k, c in enumerate(categories)}
     index = {name: k for k, name in enumerate(names)}
     if all(name in index for name in coco_names) or len(names) != len(categories):

@@ -44,10 +44,15 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
     EXIF orientation is applied (phone photos); grayscale, palette, CMYK and alpha images are
     converted to RGB (alpha is dropped, as the original scripts do); 16-bit images are scaled to
-    8 bits rather than clipped.
+    8 bits rather than clipped. An animated image gives its first frame.
+
+    Images of more than Pillow's `Image.MAX_IMAGE_PIXELS` (about 89 megapixels) are refused before
+    their pixels are decoded, so a small file that declares a huge size (a decompression bomb)
+    costs no memory; an image under the limit costs about 10 bytes per pixel at the peak (under
+    1 GB at the limit).
 
     Raises:
-        ImageError: missing, unreadable, truncated or not an image, naming the file.
+        ImageError: missing, unreadable, truncated, too large or not an image, naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -56,20 +61,50 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                _check_pixels(image)
                 image.load()
-                image = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)  # a copy would cost 4 bytes/pixel
                 return _to_rgb(image)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as e:
+    # DecompressionBombError is neither an OSError nor a ValueError: over twice the limit,
+    # Pillow raises it from `open`.
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ) as e:
         raise ImageError(f"{path}: cannot read image: {e}") from None
 
 
+def _check_pixels(image: Image.Image) -> None:
+    # Pillow only warns between the limit and twice it; the warnings filter above makes that an
+    # error, but warnings filters are process-wide and not thread-safe (reader threads load
+    # images concurrently), so the limit is checked here as well.
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = image.size
+    if limit and width * height > limit:
+        raise ValueError(
+            f"{width} x {height} = {width * height:,} pixels is over the limit of {limit:,} "
+            "(PIL.Image.MAX_IMAGE_PIXELS): a decompression bomb, or an image too large to read"
+        )
+
+
 def _to_rgb(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # 16-bit / 32-bit grayscale: Pillow's convert("RGB") would clip everything above 255.
+    if image.mode.startswith("I;16"):
+        # 16-bit grayscale: Pillow's convert("RGB") would clip everything above 255. In integers,
+        # round(v / 65535 * 255) = (v + 128) // 257 (v / 257 is never a half), at 4 bytes per
+        # pixel where float64 took 8 per temporary.
+        gray = np.asarray(image).astype(np.uint32)
+        gray += 128
+        gray //= 257
+        return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=-1)
+    if image.mode in ("I", "F"):
+        # 32-bit grayscale: scaled as 16-bit when it goes over 255.
         values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        top = 65535.0 if values.max() > 255 else 255.0
         if image.mode == "F" and values.max() <= 1.0:
             top = 1.0
         gray = np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)

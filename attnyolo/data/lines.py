@@ -25,6 +25,7 @@ from attnyolo.data._common import (
     counted,
     ensure_unique_ids,
     read_class_names,
+    read_text,
 )
 from attnyolo.data.records import Dataset, Record
 from attnyolo.utils import atomic_write
@@ -61,7 +62,7 @@ def read_annotation_lines(path: str | os.PathLike, class_names: ClassNames) -> D
     report = Report(str(path))
     listings: dict[Path, set[str]] = {}
     records, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         image, boxes = _split_line(line.rstrip())
@@ -170,11 +171,13 @@ def _number(value: float) -> str:
 
 
 def _listing(folder: Path, cache: dict[Path, set[str]]) -> set[str]:
-    """The file names in a folder, listed once: one listing per folder instead of a `stat` per
-    image keeps big files quick."""
+    """The names of the files in a folder, listed once: one listing per folder instead of a
+    `stat` per image keeps big files quick."""
     if folder not in cache:
         try:
-            cache[folder] = set(os.listdir(folder))
-        except OSError:
+            # Files only: a line naming a folder is no image.
+            with os.scandir(folder) as entries:
+                cache[folder] = {entry.name for entry in entries if entry.is_file()}
+        except (OSError, ValueError):  # ValueError: a path with a NUL character
             cache[folder] = set()
     return cache[folder]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnyolo.data._common import ClassNames, Report, counted, read_class_names
+from attnyolo.data._common import ClassNames, Report, counted, read_class_names, read_text
 from attnyolo.data.records import Dataset, TextRecord
 
 GROUND_TRUTH = "ground-truth"
@@ -52,7 +52,7 @@ def text_files(folder: Path) -> list[Path]:
 def text_lines(path: Path) -> list[tuple[int, str]]:
     """`(line number, line)` of the non-blank lines. Lines end at newlines only (universal
     newlines), as `readlines` splits them; `str.splitlines` would also split at form feeds."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     return [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
 
 

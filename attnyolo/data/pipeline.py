@@ -90,6 +90,10 @@ class DetectionSequence(keras.utils.PyDataset):
         mosaic: probability of a mosaic sample while special augmentations are on.
         mixup: probability of blending a mosaic sample with another image.
         special_aug_ratio: mosaic and mixup are used while `epoch < special_aug_ratio * epochs`.
+        close_mosaic: and, when set, only while `epoch < epochs - close_mosaic`: the last
+            `close_mosaic` epochs train on single images (Ultralytics' rule, 10 there), so a
+            short run (10 epochs or fewer at 10) trains on single images but for its first epoch
+            in a timed run, whose epoch count is unknown until one has ended.
         epochs: the run's number of epochs; None keeps mosaic and mixup on throughout.
         seed: non-negative seed of the order and of every augmentation.
         scale: the range of a single (non-mosaic) sample's random scale, as a fraction of the
@@ -129,6 +133,7 @@ class DetectionSequence(keras.utils.PyDataset):
         mosaic: float = 0.5,
         mixup: float = 0.5,
         special_aug_ratio: float = 0.7,
+        close_mosaic: int | None = None,
         epochs: int | None = None,
         seed: int = 0,
         scale: tuple[float, float] = (0.25, 2.0),
@@ -160,6 +165,8 @@ class DetectionSequence(keras.utils.PyDataset):
                 raise ValueError(f"{name} is a probability, got {p}")
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
+        if close_mosaic is not None and close_mosaic < 0:
+            raise ValueError(f"close_mosaic must be non-negative, got {close_mosaic}")
         if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
             raise ValueError(f"scale is a range (low, high) with 0 < low <= high, got {scale}")
         if max_boxes < 1:
@@ -170,6 +177,7 @@ class DetectionSequence(keras.utils.PyDataset):
         self.mosaic = float(mosaic)
         self.mixup = float(mixup)
         self.special_aug_ratio = float(special_aug_ratio)
+        self.close_mosaic = None if close_mosaic is None else int(close_mosaic)
         self.epochs = epochs
         self.seed = int(seed)
         self.scale = (float(scale[0]), float(scale[1]))
@@ -212,7 +220,11 @@ class DetectionSequence(keras.utils.PyDataset):
     def special_augmentation(self, epoch: int | None = None) -> bool:
         """Whether mosaic and mixup may be used in `epoch` (default: the current one)."""
         epoch = self.epoch if epoch is None else epoch
-        return self.epochs is None or epoch < self.special_aug_ratio * self.epochs
+        if self.epochs is None:
+            return True
+        if self.close_mosaic is not None and epoch >= self.epochs - self.close_mosaic:
+            return False
+        return epoch < self.special_aug_ratio * self.epochs
 
     def order(self, epoch: int | None = None) -> np.ndarray:
         """The record index at each position of `epoch` (default: the current one)."""

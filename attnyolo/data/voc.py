@@ -19,6 +19,7 @@ from attnyolo.data._common import (
     image_files,
     image_size,
     read_class_names,
+    read_text,
 )
 from attnyolo.data.records import Dataset, Record, TextRecord
 
@@ -210,7 +211,7 @@ def _split_ids(voc: Path, split: str, report: Report) -> list[str]:
         raise FileNotFoundError(
             f"{voc}: no split file {path.relative_to(voc)}; available splits: {splits or 'none'}"
         )
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     ids = [line.split()[0] for line in lines if line.strip()]
     unique = list(dict.fromkeys(ids))
     if len(unique) < len(ids):
@@ -226,7 +227,8 @@ def _read_xml(path: Path, report: Report) -> _Annotation | None:
     except FileNotFoundError:
         report.warn(path, "bad annotation", "annotation file missing; image skipped")
         return None
-    except (ElementTree.ParseError, DefusedXmlException, OSError) as e:
+    except (ElementTree.ParseError, DefusedXmlException, OSError, ValueError) as e:
+        # ValueError: a split file's id with a NUL character makes no file name.
         report.warn(path, "bad annotation", f"unreadable XML ({e}); image skipped")
         return None
     annotation = _Annotation(_size(root))
@@ -251,7 +253,7 @@ def _size(root) -> tuple[int, int] | None:
     try:
         width = int(float(root.findtext("size/width")))
         height = int(float(root.findtext("size/height")))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite size
         return None
     return (height, width) if width > 0 and height > 0 else None
 

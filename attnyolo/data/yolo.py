@@ -19,6 +19,7 @@ from attnyolo.data._common import (
     image_size,
     load_yaml,
     read_class_names,
+    read_text,
     resolve_path,
     yaml_base,
 )
@@ -77,6 +78,12 @@ def read_yolo(
         names = names if class_names is None else class_names
     names = read_class_names(names if names is not None else _names_file(location, split))
     report = Report(str(location), split)
+    unique = list(dict.fromkeys(images))
+    if len(unique) < len(images):
+        repeated = len(images) - len(unique)
+        detail = f"{counted(repeated, 'image')} listed again in the split; read once"
+        report.warn(location, "duplicate", detail, repeated)
+        images = unique
     records = [r for r in (_record(image, names, report) for image in images) if r is not None]
     ensure_unique_ids(records)
     report.finish(records)
@@ -120,10 +127,10 @@ def _record(image: Path, names: list[str], report: Report) -> Record | None:
         return None
     label = label_path(image)
     try:
-        text = label.read_text(encoding="utf-8")
+        text = read_text(label)
     except FileNotFoundError:
         text = ""
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8
         report.warn(label, "bad annotation", f"unreadable label file ({e}); image skipped")
         return None
     rows, broken = [], 0
@@ -201,10 +208,9 @@ def _yaml_names(config: dict, path: Path, base: Path) -> ClassNames:
     if isinstance(names, str):
         return resolve_path(base, names)
     if isinstance(names, dict):
-        ids = sorted(names)
-        if ids != list(range(len(ids))):
-            raise ValueError(f"{path}: names ids must be 0..{len(ids) - 1}, got {ids}")
-        return [str(names[k]) for k in ids]
+        if set(names) != set(range(len(names))):
+            raise ValueError(f"{path}: names ids must be 0..{len(names) - 1}, got {list(names)}")
+        return [str(names[k]) for k in range(len(names))]
     if isinstance(names, list):
         return [str(name) for name in names]
     raise ValueError(f"{path}: names must be a list, an {{id: name}} mapping or a names file")
@@ -223,7 +229,7 @@ def _images_of(location: Path) -> list[Path]:
     if location.is_file() and location.suffix.lower() in IMAGE_SUFFIXES:
         return [location]
     if location.is_file():
-        lines = location.read_text(encoding="utf-8").splitlines()
+        lines = read_text(location).splitlines()
         return [resolve_path(location.parent, line.strip()) for line in lines if line.strip()]
     raise FileNotFoundError(f"YOLO split images not found: {location}")
 

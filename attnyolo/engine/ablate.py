@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from attnyolo.metrics.bootstrap import MatchedDetections, paired_bootstrap, seed_bootstrap
-from attnyolo.utils import atomic_path, atomic_write
+from attnyolo.utils import atomic_write
 
 DEFAULT_ATTENTIONS = ("none", "se", "cbam", "eca", "ca")
 DEFAULT_SEEDS = (0, 1, 2)
@@ -473,15 +473,12 @@ def write_report(report: dict, output: Path) -> None:
 def plot_report(report: dict, path: Path) -> Path:
     """Left: mAP@0.5 per seed (points), mean and interval per type; right: the paired
     difference against none with its interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from attnyolo.engine.plots import save_figure, subplots
 
     rows = report["rows"]
     names = [r["attention"] for r in rows]
     x = np.arange(len(rows))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(rows) + 4), 4.2))
+    fig, (left, right) = subplots(1, 2, figsize=(max(8, 1.6 * len(rows) + 4), 4.2))
     for i, r in enumerate(rows):
         values = np.array(r["map50"]) * 100
         jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
@@ -515,7 +512,4 @@ def plot_report(report: dict, path: Path) -> Path:
     right.set_ylabel("Δ mAP@0.5 vs none (points)")
     right.set_title(f"paired difference, {round(report['level'] * 100)}% interval")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, tight=False)

@@ -206,13 +206,13 @@ def plot_anchors(
     """A scatter plot of box sizes coloured by their anchor, the anchors marked with crosses,
     written atomically (as the original's `kmeans_for_anchors.jpg`)."""
     # Imported here so that reading an anchors file does not load matplotlib.
-    from attnyolo.engine.plots import plt, save_figure
+    from attnyolo.engine.plots import save_figure, subplots
 
     wh, labels = np.asarray(wh), np.asarray(labels)
     if len(wh) > _MAX_PLOTTED:  # a fixed subset, so the same data gives the same picture
         keep = np.random.default_rng(0).choice(len(wh), _MAX_PLOTTED, replace=False)
         wh, labels = wh[keep], labels[keep]
-    figure, axes = plt.subplots(figsize=(6, 5))
+    figure, axes = subplots(figsize=(6, 5))
     for j, (w, h) in enumerate(np.asarray(anchors)):
         points = wh[labels == j]
         axes.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5, label=f"{w:.0f}x{h:.0f}")

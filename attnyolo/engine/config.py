@@ -82,7 +82,16 @@ def parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
     key, value = item.split("=", 1)
-    return key.strip(), _numbers(yaml.safe_load(value))
+    try:
+        # An alias can make a value refer to itself, or expand exponentially (a "billion
+        # laughs"), and a one-line setting has no use for one.
+        if any(isinstance(token, yaml.AliasToken) for token in yaml.scan(value)):
+            raise ValueError(f"--set {item!r}: YAML aliases (*name) are not taken in a setting")
+        parsed = yaml.safe_load(value)
+    except (yaml.YAMLError, RecursionError) as e:
+        problem = " ".join(str(e).split()) or "nested too deeply"
+        raise ValueError(f"--set {item!r}: the value is not valid YAML ({problem})") from None
+    return key.strip(), _numbers(parsed)
 
 
 def parse_attention(spec: Any) -> tuple[str | None, dict[str, Any]]:
@@ -109,7 +118,21 @@ def parse_attention(spec: Any) -> tuple[str | None, dict[str, Any]]:
                     f"in {spec!r}"
                 )
             key, value = item.split("=", 1)
-            options[key.strip()] = _numbers(yaml.safe_load(value))
+            try:
+                # Aliases could make a value refer to itself or expand exponentially.
+                if any(isinstance(token, yaml.AliasToken) for token in yaml.scan(value)):
+                    raise ValueError(
+                        f"attention option {item!r} in {spec!r}: YAML aliases (*name) are not "
+                        "taken in an option"
+                    )
+                parsed = yaml.safe_load(value)
+            except (yaml.YAMLError, RecursionError) as e:
+                problem = " ".join(str(e).split()) or "nested too deeply"
+                raise ValueError(
+                    f"attention option {item!r} in {spec!r}: the value is not valid YAML "
+                    f"({problem})"
+                ) from None
+            options[key.strip()] = _numbers(parsed)
     else:
         name, options = spec, {}
     name = attention_spec_name(name)  # an unknown name fails here, listing the valid ones
@@ -230,6 +253,8 @@ def check_config(config: dict[str, Any]) -> None:
     for key in ("init_lr", "min_lr", "weight_decay"):
         _number(config, key, 0, null=True)
     _number(config, "time", 0.1, null=True)
+    _number(config, "close_mosaic", 0, integer=True, null=True)
+    _number(config, "checkpoint_interval", 0)
     _number(config, "save_minutes", 0)
     _number(config, "ema_tau", 0)
     for key in ("mosaic", "mixup", "special_aug_ratio", "label_smoothing", "ema_momentum"):

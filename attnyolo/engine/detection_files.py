@@ -58,11 +58,15 @@ def read_coco_results(
     with `dataset.records`. `category_ids[k]` is the id of class k (default `k + 1`)."""
     path = Path(path)
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(path.read_text(encoding="utf-8-sig"))
     except OSError as e:
         raise DetectionFileError(f"{path}: cannot read: {e.strerror or e}") from None
     except json.JSONDecodeError as e:
         raise DetectionFileError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise DetectionFileError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except RecursionError:
+        raise DetectionFileError(f"{path}: JSON nested too deeply to be detections") from None
     if not isinstance(entries, list):
         raise DetectionFileError(f"{path}: a COCO results file is a JSON list of detections")
     category_ids = (
@@ -75,9 +79,13 @@ def read_coco_results(
         where = f"{path}: entry {n}"
         try:
             image_key, category = str(entry["image_id"]), entry["category_id"]
+            if not isinstance(entry["bbox"], list):
+                raise TypeError("bbox is not a list")
             x, y, w, h = (float(v) for v in entry["bbox"])
             score = float(entry["score"])
-        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(category, list | dict):
+                raise TypeError("category_id is not a number")
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise DetectionFileError(
                 f"{where}: expected image_id, category_id, bbox [x, y, w, h] and score ({e!r})"
             ) from None

@@ -33,16 +33,14 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
 
-matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from attnyolo.inference.config import InferenceConfig  # noqa: E402
-from attnyolo.inference.keras_runtime import KerasRuntime  # noqa: E402
-from attnyolo.inference.preprocess import Preprocessor  # noqa: E402
-from attnyolo.layers.registry import supports_attention_maps  # noqa: E402
-from attnyolo.utils import atomic_path, atomic_write  # noqa: E402
+from attnyolo.inference.config import InferenceConfig
+from attnyolo.inference.keras_runtime import KerasRuntime
+from attnyolo.inference.preprocess import Preprocessor
+from attnyolo.layers.registry import supports_attention_maps
+from attnyolo.utils import atomic_path, atomic_write
 
 # The overlay of the original scripts: matplotlib's jet at alpha 0.5 over the image.
 COLORMAP = "jet"
@@ -503,10 +501,9 @@ def _load(args):
     from attnyolo.data.images import load_image
     from attnyolo.models import load_detector
 
-    try:
-        return load_detector(args.model), load_image(args.image)
-    except ValueError as e:  # ModelFileError, ImageError: the message names the file
-        raise SystemExit(f"error: {e}") from None
+    # ModelFileError, ImageError: ValueErrors naming the file, which `main` prints in one line
+    # and exits 2 on, as every command.
+    return load_detector(args.model), load_image(args.image)
 
 
 def cmd_heatmap(args) -> None:
@@ -520,19 +517,16 @@ def cmd_heatmap(args) -> None:
 
 def cmd_attention(args) -> None:
     if args.top < 1:
-        raise SystemExit(f"error: --top must be at least 1, got {args.top}")
+        raise ValueError(f"--top must be at least 1, got {args.top}")
     model, image = _load(args)
     output = Path(args.output or f"{Path(args.image).stem}_attention")
-    try:
-        reports = attention_report(
-            model,
-            image,
-            letterbox=args.letterbox,
-            resize_filter=args.resize_filter,
-            source=Path(args.model).name,
-        )
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    reports = attention_report(
+        model,
+        image,
+        letterbox=args.letterbox,
+        resize_filter=args.resize_filter,
+        source=Path(args.model).name,
+    )
     for path in save_attention_figures(image, reports, output, top=args.top):
         print(f"wrote {path}")
 

@@ -175,6 +175,9 @@ def export_model(
                 )
         check_seconds = time.perf_counter() - start
         paths = [_move_into_place(p, target.parent) for p in written]
+    except OSError as e:  # a full disk, say: nothing was moved into place
+        before = "the file there before is unchanged" if target.exists() else "nothing written"
+        raise ExportError(f"{target}: export failed ({e.strerror or e}); {before}") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(

@@ -1,4 +1,9 @@
-"""Evaluation plots (matplotlib, no screen needed), each written atomically."""
+"""Evaluation plots (matplotlib, no screen needed), each written atomically.
+
+Figures are `matplotlib.figure.Figure` objects drawn straight to files: pyplot is never used,
+so the process's matplotlib backend (a notebook's inline one, say) is left as it is and no
+figure is kept open.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,20 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from attnyolo.utils import atomic_path  # noqa: E402
+from attnyolo.utils import atomic_path
 
 
-def save_figure(figure, path: Path) -> Path:
+def subplots(*grid: int, **figure_options):
+    """`(figure, axes)` as `pyplot.subplots` gives them, on a figure of its own."""
+    figure = Figure(**figure_options)
+    return figure, figure.subplots(*grid)
+
+
+def save_figure(figure, path: Path, dpi: int = 100, tight: bool = True) -> Path:
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(figure)
+        figure.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None)
     return path
 
 
@@ -28,7 +35,7 @@ def safe_name(name: str) -> str:
 
 def plot_pr_curve(recall, precision, ap: float, class_name: str, path: Path) -> Path:
     """Precision against recall for one class, titled with its AP."""
-    figure, axes = plt.subplots(figsize=(5, 4))
+    figure, axes = subplots(figsize=(5, 4))
     if len(recall):
         axes.plot(recall, precision, color="tab:blue")
         axes.fill_between(recall, precision, alpha=0.2, color="tab:blue")
@@ -49,7 +56,7 @@ def plot_bars(
     """A horizontal bar chart, largest value on top, each bar labelled with its value."""
     order = sorted(range(len(names)), key=lambda i: (math.isnan(values[i]), values[i]))
     order = [i for i in order if not math.isnan(values[i])]
-    figure, axes = plt.subplots(figsize=(7, max(2.5, 0.3 * len(order) + 1)))
+    figure, axes = subplots(figsize=(7, max(2.5, 0.3 * len(order) + 1)))
     shown = [values[i] * (100 if percent else 1) for i in order]
     axes.barh([names[i] for i in order], shown, color="tab:blue")
     for y, value in enumerate(shown):

@@ -44,6 +44,15 @@ def plan_phases(config: dict[str, Any], start: int, epochs: int | None = None) -
     return phases
 
 
+def frozen_share(config: dict[str, Any]) -> float:
+    """The fraction of a timed run's training time spent with the backbone frozen: the share of
+    the epochs the untimed schedule freezes (`freeze_epoch / epochs`, half with the original's
+    50 of 100), 0 without `freeze_train`."""
+    if not config["freeze_train"]:
+        return 0.0
+    return min(max(config["freeze_epoch"] / max(config["epochs"], 1), 0.0), 1.0)
+
+
 def lr_at(epoch: int, lr: float, min_lr: float, total: int, schedule: str = "cos") -> float:
     """The original's per-epoch schedule: YOLOX warm-up cosine (quadratic warm-up over up to 3
     epochs from 0.1 x lr, cosine down to min_lr, min_lr for the last up-to-15 epochs) or steps
@@ -83,6 +92,12 @@ def lr_at_progress(progress: float, lr: float, min_lr: float) -> float:
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * middle))
 
 
+def monotonic() -> float:
+    """The clock of timed runs (`time.monotonic`); a function of its own so that a test can run
+    a budget on a clock it controls."""
+    return time.monotonic()
+
+
 class TimeBudget:
     """The clock of a timed run.
 
@@ -100,9 +115,9 @@ class TimeBudget:
         started: float | None = None,
         used: float = 0.0,
         trained: float = 0.0,
-        clock=time.monotonic,
+        clock=None,
     ):
-        self.clock = clock
+        self.clock = clock = monotonic if clock is None else clock
         self.budget = 60.0 * minutes
         self.started = clock() if started is None else started
         self.used = float(used)  # wall seconds of earlier sessions of the run (resumed)

@@ -6,10 +6,13 @@ callback that does each epoch's bookkeeping, and the loss built in `loss_for`.
 
 A run folder holds everything: `config.yaml` (resolved), `weights/{last,best,epoch_NNN,
 minute_NNN}.keras` (full detector files with their metadata; with `ema`, the weight average),
-`state.json`, `optimizer.npz` and, with `ema`, `training_weights.npz` + `ema.npz` (what
-`--resume` needs), `log.csv`, `loss.png`, `map.png`, the last validation's `evaluation/` and
-TensorBoard logs. Every file is written atomically, so a run killed at any moment resumes from
-its last completed epoch.
+`resume.npz` (what `--resume` needs, in one file: the model's own weights, the optimizer's
+state, the weight average and the run's state), `state.json` (that state, to read), `log.csv`,
+`loss.png`, `map.png`, the last validation's `evaluation/` and TensorBoard logs. Every file is
+written atomically, and `resume.npz` last of an epoch's files but `state.json` and the logs: it is
+the one commit point, so a run killed at any moment resumes from its last completed epoch with
+weights, optimizer, average and schedule of the same epoch. (Runs from before `resume.npz`
+resume from `training_weights.npz`, `ema.npz`, `optimizer.npz` and `state.json`.)
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import yaml
 
 from attnyolo.data.datasets import load_dataset
 from attnyolo.data.pipeline import DetectionSequence
+from attnyolo.engine import schedule
 from attnyolo.engine.config import (  # noqa: F401 (the training API in one place)
     RECIPES,
     WEIGHT_DECAY_TYPES,
@@ -49,6 +53,7 @@ from attnyolo.engine.schedule import (  # noqa: F401
     Phase,
     TimeBudget,
     WeightAverage,
+    frozen_share,
     lr_at,
     lr_at_progress,
     plan_phases,
@@ -282,18 +287,48 @@ def _new_run_dir(config: dict[str, Any]) -> Path:
     return base / ("exp" if n == 1 else f"exp{n}")
 
 
-def _save_optimizer(optimizer, path: Path) -> None:
-    values = {f"v{i:04d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)}
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+RESUME_FILE = "resume.npz"
+
+
+def write_resume(run: Path, model, ema, state) -> None:
+    """`resume.npz`: everything `--resume` needs, in one atomic file (groups `model.`,
+    `optimizer.`, `ema.` and the state as JSON text; NumPy arrays only, no pickles)."""
+    values = {f"model.v{i:04d}": np.asarray(w) for i, w in enumerate(model.get_weights())}
+    for i, v in enumerate(model.optimizer.variables):
+        values[f"optimizer.v{i:04d}"] = keras.ops.convert_to_numpy(v)
+    if ema is not None:
+        values.update({f"ema.{k}": np.asarray(v) for k, v in ema.state().items()})
+    values["state"] = np.array(json.dumps(dataclasses.asdict(state)))
+    values["classes"] = np.array(json.dumps(list(model.class_names)))
+    with atomic_path(run / RESUME_FILE) as tmp, open(tmp, "wb") as f:
         np.savez(f, **values)
 
 
-def _load_optimizer(optimizer, model, path: Path) -> bool:
+def read_resume(run: Path, group: str):
+    """One group of `resume.npz` (`model`, `optimizer`, `ema`: `{name: array}`; `state`: a
+    dict; `classes`: the class names), None where the file or the group is missing."""
+    path = run / RESUME_FILE
     if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if group in ("state", "classes"):
+                return json.loads(str(data[group])) if group in data.files else None
+            prefix = group + "."
+            found = {k[len(prefix) :]: data[k] for k in data.files if k.startswith(prefix)}
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise TrainingError(f"{path}: cannot read the resume file ({e})") from None
+    return found or None
+
+
+def _load_optimizer(optimizer, model, path: Path, values: dict | None = None) -> bool:
+    if values is None and not path.is_file():
         return False
     optimizer.build(model.trainable_variables)
-    with np.load(path) as data:
-        values = [data[k] for k in sorted(data.files)]
+    if values is None:
+        with np.load(path) as data:
+            values = {k: data[k] for k in data.files}
+    values = [values[k] for k in sorted(values)]
     if len(values) != len(optimizer.variables) or any(
         tuple(v.shape) != tuple(w.shape) for v, w in zip(values, optimizer.variables, strict=True)
     ):
@@ -347,10 +382,14 @@ class RunState:
 
     @classmethod
     def load(cls, run: Path) -> RunState:
+        """The state of the run's last completed epoch: `resume.npz`'s (the commit point; a
+        kill may leave `state.json` an epoch behind it), or `state.json`'s for older runs."""
+        values = read_resume(run, "state")
         path = run / "state.json"
-        if not path.is_file():
+        if values is None and not path.is_file():
             return cls()
-        values = json.loads(path.read_text())
+        if values is None:
+            values = json.loads(path.read_text())
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -405,6 +444,8 @@ class RunCallback(keras.callbacks.Callback):
         self._timings: dict[str, float] = {}  # measured seconds of the end-of-epoch work
         self._ema_pending = 0  # batches trained since the average was last updated
         self._twin = None  # a float32 copy for validation under a mixed policy
+        self.phase_over = False  # a timed run's frozen phase ended by its share of the budget
+        self._last_written = time.monotonic()  # when last.keras was last written
 
     # The schedule --------------------------------------------------------------------------
 
@@ -451,7 +492,18 @@ class RunCallback(keras.callbacks.Callback):
         with self._paused():
             if self.budget is not None:
                 self.budget.mark_epoch()
-            self._epoch_end(epoch, logs if logs is not None else {})
+            try:
+                self._epoch_end(epoch, logs if logs is not None else {})
+            except OSError as e:  # a full disk, say: the last complete epoch's files are whole
+                self.model.stop_training = True
+                try:
+                    saved = f"epoch {RunState.load(self.run).epoch}"
+                except (OSError, ValueError, RuntimeError):
+                    saved = "its last complete epoch"
+                raise TrainingError(
+                    f"epoch {epoch + 1}: {e}. The run stopped; it resumes from {saved}: make "
+                    f"room and continue with `attnyolo train --resume {self.run}`"
+                ) from e
         self._timings["end"] = max(
             self._timings.get("end", 0.0),
             time.monotonic()
@@ -505,6 +557,13 @@ class RunCallback(keras.callbacks.Callback):
             )
             self.sequence.epochs = self.state.epochs_planned = planned
             last = self.budget.expired() or self.model.stop_training
+            if (
+                not last
+                and self.phase.frozen
+                and self.budget.progress() >= frozen_share(self.config)
+            ):
+                # The frozen phase's share of the budget is spent: on to the unfrozen phase.
+                self.model.stop_training = self.phase_over = True
         else:
             last = epoch + 1 == self.config["epochs"]
         period = self.config["eval_period"]
@@ -512,6 +571,17 @@ class RunCallback(keras.callbacks.Callback):
         save_period = self.config["save_period"]
         keep = bool(save_period) and (epoch + 1) % save_period == 0
         weights = self.run / "weights"
+        # last.keras and the plots: every epoch, or with checkpoint_interval at most that often
+        # (and at the end, and with every validation); resume.npz below is written every epoch.
+        interval = self.config["checkpoint_interval"]
+        write_last = (
+            last
+            or validate
+            or keep
+            or not interval
+            or time.monotonic() - self._last_written >= interval
+            or not (weights / "last.keras").is_file()
+        )
         with self._averaged() as model:
             if self.config["bn_recalibration"] and (validate or last or keep):
                 start = time.monotonic()
@@ -528,27 +598,28 @@ class RunCallback(keras.callbacks.Callback):
                 print(f"\nepoch {epoch + 1}: validation mAP@0.5 = {evaluation.map50 * 100:.2f}%")
                 if last:
                     write_report(evaluation, self.val_dataset, self.run / "evaluation", plots=False)
-            save_detector(model, weights / "last.keras")
+            if write_last:
+                save_detector(model, weights / "last.keras")
+                self._last_written = time.monotonic()
             monitor, better = self._monitor(logs)
             if monitor is not None and better:
                 self.state.best = {"epoch": epoch + 1, "metric": monitor[0], "value": monitor[1]}
                 save_detector(model, weights / "best.keras")
             if keep:
                 save_detector(model, weights / f"epoch_{epoch + 1:03d}.keras")
-        if self.ema is not None:
-            # The model's own weights, from which training (and a resumed run) goes on.
-            _save_arrays(self.run / "training_weights.npz", self.model.get_weights())
-            _save_arrays(self.run / "ema.npz", self.ema.state())
-        _save_optimizer(self.model.optimizer, self.run / "optimizer.npz")
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
         self.state.history.append(row)
         self.state.epoch, self.state.phase = epoch + 1, self.phase.name
         if self.budget is not None:
             self.state.trained_seconds = self.budget.seconds_trained()
             self.state.seconds = self.budget.elapsed()
+        # The commit point: the model's own weights (from which training goes on), the
+        # optimizer, the average and the state, of this epoch, in one atomic file.
+        write_resume(self.run, self.model, self.ema, self.state)
         self.state.save(self.run)
         _write_csv(self.run / "log.csv", self.state.history)
-        _plot_history(self.run, self.state.history)
+        if write_last:
+            _plot_history(self.run, self.state.history)
 
     def _update_average(self) -> None:
         if self.ema is not None and self._ema_pending:
@@ -617,15 +688,6 @@ class RunCallback(keras.callbacks.Callback):
         return None, False
 
 
-def _save_arrays(path: Path, arrays) -> None:
-    if isinstance(arrays, dict):
-        values = arrays
-    else:
-        values = {f"v{i:04d}": np.asarray(a) for i, a in enumerate(arrays)}
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **values)
-
-
 def _load_arrays(path: Path) -> dict[str, np.ndarray] | None:
     if not path.is_file():
         return None
@@ -644,12 +706,10 @@ def _write_csv(path: Path, history: list[dict]) -> None:
 
 
 def _plot_history(run: Path, history: list[dict]) -> None:
-    import matplotlib.pyplot as plt
-
-    from attnyolo.engine.plots import save_figure
+    from attnyolo.engine.plots import save_figure, subplots
 
     epochs = [row["epoch"] for row in history]
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = subplots(figsize=(6, 4))
     for key in ("loss", "val_loss"):
         points = [(e, row[key]) for e, row in zip(epochs, history, strict=True) if key in row]
         if points:
@@ -662,11 +722,61 @@ def _plot_history(run: Path, history: list[dict]) -> None:
     save_figure(figure, run / "loss.png")
     points = [(row["epoch"], row["val_map50"]) for row in history if "val_map50" in row]
     if points:
-        figure, axes = plt.subplots(figsize=(6, 4))
+        figure, axes = subplots(figsize=(6, 4))
         axes.plot(*zip(*points, strict=True), marker="o", color="tab:red")
         axes.set(xlabel="epoch", ylabel="mAP@0.5", title="validation mAP@0.5", ylim=(0, 1))
         axes.grid(alpha=0.3)
         save_figure(figure, run / "map.png")
+
+
+@contextlib.contextmanager
+def process_state():
+    """Puts back what `train` changes for the whole process once it returns (or fails): the
+    random states of Python, NumPy, Keras and the backend (`keras.utils.set_random_seed`) and
+    OpenCV's thread count. A notebook or an ablation running several trainings keeps its own.
+    (The dtype policy is `dtype_policy`'s to restore.)"""
+    import random
+
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    keras_state = {
+        key: global_state.get_global_attribute(key)
+        for key in (GLOBAL_RANDOM_SEED, GLOBAL_SEED_GENERATOR)
+    }
+    threads = cv2.getNumThreads()
+    restore_backend = _backend_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        for key, value in keras_state.items():
+            global_state.set_global_attribute(key, value)
+        cv2.setNumThreads(threads)
+        restore_backend()
+
+
+def _backend_rng_state():
+    """A function that puts the backend's global random state back as it is now: TensorFlow's
+    global seed (set by `keras.utils.set_random_seed` whatever the backend, when installed) and
+    PyTorch's generator on that backend."""
+    undo = []
+    try:
+        from tensorflow.python.eager import context
+    except ImportError:
+        context = None
+    if context is not None:
+        seed = context.global_seed()
+        undo.append(lambda: context.set_global_seed(seed))
+    if keras.backend.backend() == "torch":
+        import torch
+
+        generator = torch.get_rng_state()
+        undo.append(lambda: torch.set_rng_state(generator))
+    return lambda: [step() for step in undo]
 
 
 def train(
@@ -685,11 +795,16 @@ def train(
         resume: a run folder to continue: its saved settings, weights, optimizer state, weight
             average, epoch count, schedule and, for a timed run, the time left.
     """
-    started = time.monotonic()
+    started = schedule.monotonic()  # a timed run's budget counts from here
     if resume is not None:
         run = Path(resume)
         config = TrainConfig.from_run(run)
         state = RunState.load(run)
+        for stale in run.rglob(".*.tmp*"):
+            # A write the kill cut short (`atomic_path`'s temporary files): never renamed, so
+            # never read; the files it would have replaced are whole.
+            if stale.is_file():
+                stale.unlink()
     elif config is None:
         raise ValueError("train() needs a config or a run folder to resume")
     else:
@@ -697,6 +812,11 @@ def train(
             config = TrainConfig(config)
             check_config(config)
         run, state = _new_run_dir(config), RunState()
+    with process_state():
+        return _train(config, run, state, resume, started, verbose)
+
+
+def _train(config, run: Path, state: RunState, resume, started: float, verbose) -> Path:
     keras.utils.set_random_seed(config["seed"])
     # The loader threads do the image work; OpenCV's own thread pool only competes with them.
     cv2.setNumThreads(1)
@@ -708,6 +828,8 @@ def train(
     )
     if not train_set.records:
         raise ValueError(f"{config['data']}: no training images in split {config['train_split']}")
+    if resume is not None:
+        _check_resumed_classes(run, train_set.class_names)
     if resume is None:
         run.mkdir(parents=True, exist_ok=False)
         atomic_write(run / "config.yaml", yaml.safe_dump(dict(config), sort_keys=False))
@@ -743,6 +865,29 @@ def train(
     return run
 
 
+def _check_resumed_classes(run: Path, class_names) -> None:
+    """Refuses to resume a run whose data now name other classes than it was trained on (an
+    edited classes file, another data set): its weights would be read as the wrong classes."""
+    import zipfile
+
+    saved = read_resume(run, "classes")
+    last = run / "weights" / "last.keras"
+    if saved is None and not last.is_file():
+        return
+    if saved is None:
+        try:
+            with zipfile.ZipFile(last) as archive:
+                saved = json.loads(archive.read("config.json"))["config"]["classes"]
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            return  # not readable this way: the weights' own checks decide
+    if list(saved) != list(class_names):
+        raise ValueError(
+            f"{run}: trained on the classes {list(saved)}, but its data now give "
+            f"{list(class_names)}; resume with the classes it was trained on, or start a new run "
+            "(nothing was changed)"
+        )
+
+
 def max_boxes_for(config: dict[str, Any], dataset) -> int:
     """`max_boxes`, with auto resolved: the most boxes a training sample can hold (4 images'
     worth with mosaic), at least 1."""
@@ -756,23 +901,31 @@ def _prepare_model(config, run: Path, resumed: bool, train_set) -> YOLOv4Tiny:
     """The model with its starting weights: a resumed run's own, pretrained ones, or random
     ones (with YOLOv5's head priors where asked)."""
     model = build_model(config, train_set.class_names)
-    if resumed and (run / "weights" / "last.keras").is_file():
-        own = _load_arrays(run / "training_weights.npz")
+    if resumed:
+        own = read_resume(run, "model") or _load_arrays(run / "training_weights.npz")
         if own is not None and len(own) == len(model.weights):
             model.set_weights([own[k] for k in sorted(own)])
-        else:
+            return model
+        if (run / "weights" / "last.keras").is_file():
             transfer_weights(model, load_detector(run / "weights" / "last.keras"), "last.keras")
-        return model
+            return model
     report = load_initial_weights(model, config)
     if report is not None:
         print(report)
         return model
-    frozen = config["freeze_train"] and config["init_epoch"] < config["freeze_epoch"]
+    timed = config["time"] is not None
+    frozen = config["freeze_train"] and (
+        frozen_share(config) > 0 if timed else config["init_epoch"] < config["freeze_epoch"]
+    )
+    span = (
+        f"the first {frozen_share(config):.0%} of the {config['time']:g}-min budget"
+        if timed
+        else f"epochs {config['init_epoch'] + 1}-{config['freeze_epoch']}"
+    )
     print(
         "no weights: training from scratch, "
         + (
-            f"with the backbone frozen at its random values for epochs "
-            f"{config['init_epoch'] + 1}-{config['freeze_epoch']} (freeze_from_scratch)"
+            f"with the backbone frozen at its random values for {span} (freeze_from_scratch)"
             if frozen
             else "nothing frozen"
         )
@@ -794,17 +947,29 @@ def _train_phases(
     ema = None
     if config["ema"]:
         ema = WeightAverage(model, config["ema_momentum"], config["ema_tau"])
-        saved = _load_arrays(run / "ema.npz") if resumed else None
+        saved = (read_resume(run, "ema") or _load_arrays(run / "ema.npz")) if resumed else None
         if saved is not None and not ema.load_state(saved):
             warnings.warn(
-                f"{run / 'ema.npz'}: does not fit the model; averaging afresh", stacklevel=2
+                f"{run / RESUME_FILE}: the weight average does not fit the model; averaging afresh",
+                stacklevel=2,
             )
     max_boxes = max_boxes_for(config, train_set)
     # A timed run has no last epoch: it ends at its deadline.
     epochs = config["epochs"] if budget is None else _UNBOUNDED_EPOCHS
-    for phase in plan_phases(config, state.epoch, epochs):
+    if budget is None:
+        phases = plan_phases(config, state.epoch, epochs)
+    else:
+        # A timed run freezes for a share of its training time, not for freeze_epoch epochs
+        # (which could hold the whole budget): the unfrozen phase starts where that ends.
+        start = max(state.epoch, config["init_epoch"])
+        phases = [Phase("unfrozen", start, epochs, config["batch_size"])]
+        if budget.progress() < frozen_share(config):
+            phases.insert(0, Phase("frozen", start, epochs, config["freeze_batch_size"]))
+    for phase in phases:
         if budget is not None and budget.expired():
             break
+        if budget is not None and not phase.frozen:
+            phase = dataclasses.replace(phase, begin=max(state.epoch, phase.begin))
         model.backbone.trainable = not phase.frozen
         sequence = DetectionSequence(
             train_set,
@@ -814,6 +979,7 @@ def _train_phases(
             mosaic=config["mosaic"],
             mixup=config["mixup"],
             special_aug_ratio=config["special_aug_ratio"],
+            close_mosaic=config["close_mosaic"],
             epochs=config["epochs"] if budget is None else state.epochs_planned,
             seed=config["seed"],
             scale=tuple(config["scale"]),
@@ -834,7 +1000,11 @@ def _train_phases(
             jit_compile=jit_compile_for(config, strategy),
         )
         if resumed and state.phase == phase.name:
-            _load_optimizer(model.optimizer, model, run / "optimizer.npz")
+            saved = read_resume(run, "optimizer")
+            if saved is not None:
+                _load_optimizer(model.optimizer, model, run / RESUME_FILE, saved)
+            else:
+                _load_optimizer(model.optimizer, model, run / "optimizer.npz")
         validation = None
         if val_set is not None and not config["eval_period"]:
             validation = letterboxed(val_set, model.input_size, phase.batch_size, config)
@@ -858,7 +1028,12 @@ def _train_phases(
         span = (
             f"epochs {phase.begin + 1}-{phase.end}"
             if budget is None
-            else f"from epoch {phase.begin + 1} until {config['time']:g} min"
+            else (
+                f"from epoch {phase.begin + 1} for {frozen_share(config):.0%} of the "
+                f"{config['time']:g}-min budget"
+                if phase.frozen
+                else f"from epoch {phase.begin + 1} until {config['time']:g} min"
+            )
         )
         print(
             f"{phase.name} phase: {span}, batch {phase.batch_size}, {config['optimizer']} "
@@ -873,6 +1048,8 @@ def _train_phases(
             verbose=verbose,
             shuffle=False,  # the sequence shuffles itself, seeded
         )
+        if callback.phase_over:
+            continue
         if model.stop_training and (budget is not None or phase.end < config["epochs"]):
             break
 

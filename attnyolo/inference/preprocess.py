@@ -84,8 +84,9 @@ def original_letterbox_transform(image_size, input_size) -> np.ndarray:
     """How the original's decoder undoes a letterbox (`yolo_correct_boxes`): the resized image
     is taken as `round(size * scale)` (half to even, as `tf.round`) and centred at half the
     padding, unfloored; the image itself was pasted at `int()` sizes and floored offsets, so the
-    original's boxes are off by up to about a pixel of the input."""
+    original's boxes are off by up to about a pixel of the input. A side that rounds to no pixel
+    is taken as one, as `letterbox` pastes it (a zero scale would make the boxes NaN)."""
     (ih, iw), (h, w) = image_size, input_size
     scale = min(h / ih, w / iw)
-    nh, nw = np.round(ih * scale), np.round(iw * scale)
+    nh, nw = max(1.0, np.round(ih * scale)), max(1.0, np.round(iw * scale))
     return np.array([nw / iw, nh / ih, (w - nw) / 2, (h - nh) / 2], np.float64)

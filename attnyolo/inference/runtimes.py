@@ -95,7 +95,9 @@ class OnnxRuntime:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=list(providers))
         except Exception as e:  # onnxruntime raises its own pybind exception types
-            raise ExportedModelError(f"{self.path}: not a readable ONNX model: {e}") from None
+            raise ExportedModelError(
+                f"{self.path}: not a readable ONNX model: {_one_line(e)}"
+            ) from None
         metadata = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in metadata:
             raise ExportedModelError(
@@ -103,12 +105,43 @@ class OnnxRuntime:
                 "in metadata_props); export detectors with `attnyolo export`"
             )
         self.config = InferenceConfig.from_json(metadata[METADATA_KEY], source=str(self.path))
-        self._input = self.session.get_inputs()[0].name
+        self._input = _check_onnx_inputs(self.session.get_inputs(), self.config, self.path)
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         batch = check_batch(batch, self.config, self.path)
-        outputs = self.session.run(None, {self._input: batch})
+        try:
+            outputs = self.session.run(None, {self._input: batch})
+        except Exception as e:  # onnxruntime's pybind types, some not even RuntimeErrors
+            raise ExportedModelError(
+                f"{self.path}: ONNX Runtime failed on a batch of shape {batch.shape}: "
+                f"{_one_line(e)}"
+            ) from None
         return heads_by_stride(outputs, self.config, self.path)
+
+
+def _check_onnx_inputs(inputs, config: InferenceConfig, path: Path) -> str:
+    """The name of the one input of an attnyolo detector, float32 `(batch, height, width, 3)`;
+    anything else is refused when the file is opened rather than on the first batch."""
+    height, width = config.input_size
+    expected = (height, width, 3)
+    if len(inputs) == 1:
+        shape, kind = list(inputs[0].shape), inputs[0].type
+        # A dimension may be symbolic (a str) or unknown (None): any size fits it.
+        fits = len(shape) == 4 and all(
+            not isinstance(d, int) or d == e for d, e in zip(shape[1:], expected, strict=True)
+        )
+        if fits and kind == "tensor(float)":
+            return inputs[0].name
+    found = "; ".join(f"{i.name!r} {i.type} {list(i.shape)}" for i in inputs) or "none"
+    raise ExportedModelError(
+        f"{path}: its inputs are {found}; an attnyolo detector takes one tensor(float) "
+        f"(batch, {height}, {width}, 3), as `attnyolo export` writes it"
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    """ONNX Runtime's messages, some over several lines, as one."""
+    return " ".join(str(error).split())
 
 
 class TFLiteRuntime:

@@ -14,7 +14,8 @@ A spec is, in this order of precedence:
 Errors a user can fix before anything runs (a missing path, an empty folder, a video OpenCV
 cannot open) raise `SourceError` when the sources are opened. An image that cannot be read is
 not one of them: its item's `load` raises `ImageError` naming it, and the stream reports it and
-goes on.
+goes on. A video file that ends before the frame count its header gives (cut short, damaged)
+yields the frames OpenCV can decode and then warns (`SourceWarning`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -47,6 +49,10 @@ _PATTERN = re.compile(r"[*?[]")
 
 class SourceError(ValueError):
     """A source that cannot be opened, with the spec named."""
+
+
+class SourceWarning(UserWarning):
+    """A source that ended early (a video cut short or damaged); what was read is used."""
 
 
 class Source:
@@ -135,6 +141,15 @@ class VideoSource(Source):
             while True:
                 ok, frame = capture.read()
                 if not ok or frame is None:
+                    if self.count is not None and index < self.count:
+                        warnings.warn(
+                            SourceWarning(
+                                f"{self.name}: the video ends after {index} of the "
+                                f"{self.count} frames its header gives (cut short or damaged); "
+                                "the frames read were used"
+                            ),
+                            stacklevel=2,
+                        )
                     return
                 if frame.ndim == 2:
                     rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)

@@ -8,6 +8,7 @@ one without stores `bias[n], kernel[n, c, k, k]`.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,24 +55,73 @@ class DarknetNet:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return int(self.net.get("height", 416)), int(self.net.get("width", 416))
+        return self._option("net", "height", _positive, "416"), self._option(
+            "net", "width", _positive, "416"
+        )
 
     @property
     def num_classes(self) -> int:
-        return int(self.yolos[0]["classes"])
+        return self._option("yolo", "classes", _positive)
 
     @property
     def anchors(self) -> list[tuple[float, float]]:
-        values = [float(v) for v in self.yolos[0]["anchors"].split(",") if v.strip()]
-        return list(zip(values[0::2], values[1::2], strict=True))
+        return self._option("yolo", "anchors", _anchors)
 
     @property
     def anchor_masks(self) -> list[list[int]]:
-        return [[int(v) for v in y["mask"].split(",")] for y in self.yolos]
+        masks = [self._option("yolo", "mask", _indices, head=k) for k in range(len(self.yolos))]
+        count = len(self.anchors)
+        if any(not 0 <= i < count for mask in masks for i in mask):
+            raise DarknetError(
+                f"{self.path}: a [yolo] mask {masks} names none of the {count} anchors"
+            )
+        return masks
 
     @property
     def xy_scale(self) -> float:
-        return float(self.yolos[0].get("scale_x_y", 1.0))
+        return self._option("yolo", "scale_x_y", _finite, "1.0")
+
+    def _option(self, section: str, key: str, parse, default: str | None = None, head: int = 0):
+        """`parse` of an option of [net] or of the `head`-th [yolo]; a missing or malformed one
+        is a DarknetError naming the file, the section and the value."""
+        if section == "net":
+            options = self.net
+        elif head < len(self.yolos):
+            options = self.yolos[head]
+        else:
+            raise DarknetError(f"{self.path}: no [yolo] section")
+        value = options.get(key, default)
+        if value is None:
+            raise DarknetError(f"{self.path}: the [{section}] section has no {key}=")
+        try:
+            return parse(value)
+        except ValueError as e:
+            raise DarknetError(f"{self.path}: [{section}] {key}={value!r}: {e}") from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("not a positive integer")
+    return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
+def _indices(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
+
+
+def _anchors(text: str) -> list[tuple[float, float]]:
+    values = [float(v) for v in text.split(",") if v.strip()]
+    if not values or len(values) % 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError("anchors are positive width, height pairs")
+    return list(zip(values[0::2], values[1::2], strict=True))
 
 
 @dataclass
@@ -95,9 +145,11 @@ def parse_cfg(path: str | os.PathLike) -> list[tuple[str, dict[str, str]]]:
     """Reads a Darknet cfg into `[(section, {key: value})]`, in order."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise DarknetError(f"{path}: cannot read cfg: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise DarknetError(f"{path}: not a text cfg (byte {e.start}: {e.reason})") from None
     sections: list[tuple[str, dict[str, str]]] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].split(";", 1)[0].strip()
@@ -122,7 +174,10 @@ def read_cfg(path: str | os.PathLike) -> DarknetNet:
     path = Path(path)
     sections = parse_cfg(path)
     net = sections[0][1]
-    channels = [int(net.get("channels", 3))]  # channels[i + 1] is the output of layer i
+    try:
+        channels = [_positive(net.get("channels", "3"))]  # channels[i + 1]: layer i's output
+    except ValueError:
+        raise DarknetError(f"{path}: [net] channels={net['channels']!r} is malformed") from None
     convs: list[ConvSpec] = []
     yolos: list[dict[str, str]] = []
     for index, (kind, opts) in enumerate(sections[1:]):
@@ -131,10 +186,10 @@ def read_cfg(path: str | os.PathLike) -> DarknetNet:
             if kind == "convolutional":
                 spec = ConvSpec(
                     index=index,
-                    filters=int(opts["filters"]),
-                    size=int(opts.get("size", 1)),
-                    stride=int(opts.get("stride", 1)),
-                    in_channels=current // int(opts.get("groups", 1)),
+                    filters=_positive(opts["filters"]),
+                    size=_positive(opts.get("size", "1")),
+                    stride=_positive(opts.get("stride", "1")),
+                    in_channels=current // _positive(opts.get("groups", "1")),
                     batch_normalize=bool(int(opts.get("batch_normalize", 0))),
                 )
                 convs.append(spec)
@@ -142,7 +197,9 @@ def read_cfg(path: str | os.PathLike) -> DarknetNet:
             elif kind == "route":
                 refs = [int(v) for v in opts["layers"].split(",")]
                 refs = [r if r >= 0 else index + r for r in refs]
-                current = sum(channels[r + 1] for r in refs) // int(opts.get("groups", 1))
+                if not all(0 <= r < index for r in refs):
+                    raise ValueError(f"layers={opts['layers']} names no earlier layer")
+                current = sum(channels[r + 1] for r in refs) // _positive(opts.get("groups", "1"))
             elif kind in ("yolo", "region"):
                 yolos.append(opts)
             elif kind not in ("maxpool", "upsample", "shortcut", "dropout"):
@@ -151,6 +208,8 @@ def read_cfg(path: str | os.PathLike) -> DarknetNet:
             if isinstance(e, DarknetError):
                 raise
             raise DarknetError(f"{path}: layer {index} [{kind}] is malformed: {e!r}") from None
+        if current < 1:
+            raise DarknetError(f"{path}: layer {index} [{kind}] has no output channels left")
         channels.append(current)
     return DarknetNet(path, net, convs, yolos)
 
@@ -170,9 +229,14 @@ def read_weights(
         raise DarknetError(f"{path}: cannot read weights: {e.strerror or e}") from None
     if len(data) < 16:
         raise DarknetError(f"{path}: {len(data)} bytes is too short for a Darknet weights header")
-    major, minor, revision = np.frombuffer(data, "<i4", 3)
+    major, minor, revision = (int(v) for v in np.frombuffer(data, "<i4", 3))
     wide_seen = major * 10 + minor >= 2 and major < 1000 and minor < 1000
     header_size = 20 if wide_seen else 16
+    if len(data) < header_size:
+        raise DarknetError(
+            f"{path}: {len(data)} bytes is too short for the 20-byte header of version "
+            f"{major}.{minor}"
+        )
     seen = int(np.frombuffer(data, "<i8" if wide_seen else "<i4", 1, 12)[0])
     payload = len(data) - header_size
     actual = payload // 4
@@ -184,7 +248,7 @@ def read_weights(
             f"({len(data):,} bytes). Is it the weights file for this cfg?"
         )
     values = np.frombuffer(data, "<f4", expected, header_size).astype(np.float32)
-    return (int(major), int(minor), int(revision), seen), values
+    return (major, minor, revision, seen), values
 
 
 def _check_structure(net: DarknetNet, model: YOLOv4Tiny) -> None:

@@ -144,6 +144,26 @@ def test_special_augmentation_stops_after_the_ratio_of_epochs(synthetic):
     assert not any(never.load_sample(p).mixup for p in range(10))
 
 
+@pytest.mark.parametrize(
+    ("epochs", "close", "ratio", "mosaic_epochs"),
+    [
+        (30, 10, 1.0, 20),  # Ultralytics' rule: the last 10 of 30 epochs on single images
+        (30, 10, 0.5, 15),  # both rules: the earlier end wins
+        (10, 10, 1.0, 0),  # a run of 10 epochs or fewer never sees a mosaic
+        (None, 10, 1.0, 12),  # epoch count unknown (a timed run's first epoch): mosaic on
+    ],
+)
+def test_close_mosaic_keeps_the_last_epochs_single(synthetic, epochs, close, ratio, mosaic_epochs):
+    train = sequence(
+        synthetic, mosaic=1.0, mixup=0.0, epochs=epochs, special_aug_ratio=ratio, close_mosaic=close
+    )
+    on = [train.special_augmentation(epoch) for epoch in range(epochs or 12)]
+    assert on == [epoch < mosaic_epochs for epoch in range(epochs or 12)]
+    assert [train.load_sample(0, e).mosaic for e in range(epochs or 12)] == on
+    with pytest.raises(ValueError, match="close_mosaic"):
+        sequence(synthetic, close_mosaic=-1)
+
+
 @pytest.mark.parametrize("kind", ["single", "mosaic"])
 def test_training_boxes_frame_their_objects(synthetic, kind):
     train = sequence(synthetic, mosaic=1.0 if kind == "mosaic" else 0.0, mixup=0.0)

@@ -243,10 +243,10 @@ def test_heatmap_command(cli, detector, photo, tmp_path, capsys, monkeypatch):
 
     missing = tmp_path / "nope.jpg"
     args = cli.parse_args(["heatmap", str(model), str(missing)])
-    with pytest.raises(SystemExit, match=rf"^error: {missing}: no such image file$"):
+    with pytest.raises(ValueError, match=rf"^{missing}: no such image file$"):
         args.func(args)
     args = cli.parse_args(["heatmap", str(tmp_path / "none.keras"), str(photo)])
-    with pytest.raises(SystemExit, match="^error: .*none.keras: no such model file$"):
+    with pytest.raises(ValueError, match="^.*none.keras: no such model file$"):
         args.func(args)
 
 
@@ -266,6 +266,6 @@ def test_attention_command(cli, photo, tmp_path, capsys):
     plain = save_detector(YOLOv4Tiny(["cat"], input_size=INPUT_SIZE), tmp_path / "model.keras")
     args = cli.parse_args(["attention", str(plain), str(photo)])
     with pytest.raises(
-        SystemExit, match=r"^error: model.keras has no attention layers \(attention: none\)$"
+        ValueError, match=r"^model.keras has no attention layers \(attention: none\)$"
     ):
         args.func(args)

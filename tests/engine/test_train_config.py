@@ -132,6 +132,10 @@ def test_new_settings_are_checked(train_module):
         train_module.resolve_config(data="x", bn_recalibration=-1)
     with pytest.raises(ValueError, match="distribute must be true, false or one of"):
         train_module.resolve_config(data="x", distribute="horovod")
+    with pytest.raises(ValueError, match="close_mosaic must be an integer >= 0"):
+        train_module.resolve_config(data="x", close_mosaic=2.5)
+    assert train_module.resolve_config(data="x")["close_mosaic"] is None
+    assert train_module.resolve_config(data="x", close_mosaic=10)["close_mosaic"] == 10
 
 
 def test_resize_filter_setting(train_module):
