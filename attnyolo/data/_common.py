@@ -29,6 +29,7 @@ _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 # Pixels a box may stick out of its image without a warning (it is clipped all the same).
 _CLIP_TOLERANCE = 0.01
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class DatasetWarning(UserWarning):
@@ -185,21 +186,22 @@ def clean_boxes(
     file: str | os.PathLike,
     report: Report,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Drops non-finite, zero-area and inverted boxes, and clips boxes to the image when its
-    `(height, width)` is known (dropping those left without area), one warning per fault.
+    """Drops non-finite (in float32), zero-area and inverted boxes, and clips boxes to the image
+    when its `(height, width)` is known (dropping those left without area), one warning per fault.
 
     Boxes are continuous `x1, y1, x2, y2`, so a box must have `x2 > x1` and `y2 > y1`.
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] <= boxes[:, 0])
+        # Beyond float32's range counts as non-finite: records store float32, where it is inf.
+        bad = ~(np.abs(boxes) <= _FLOAT32_MAX).all(axis=1) | (boxes[:, 2] <= boxes[:, 0])
         bad |= boxes[:, 3] <= boxes[:, 1]
     if bad.any():
         report.warn(
             file,
             "box dropped",
-            f"{counted(bad.sum(), 'box')} with no area, inverted corners or non-numeric values "
-            f"dropped: {_describe(boxes[bad])}",
+            f"{counted(bad.sum(), 'box')} with no area, inverted corners or non-numeric or "
+            f"huge values dropped: {_describe(boxes[bad])}",
             int(bad.sum()),
         )
         boxes, classes, difficult = boxes[~bad], classes[~bad], difficult[~bad]

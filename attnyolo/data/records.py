@@ -58,7 +58,8 @@ class TextRecord(Record):
 
     def __post_init__(self) -> None:
         exact = np.asarray(self.boxes, np.float64).reshape(-1, 4)
-        super().__post_init__()
+        with np.errstate(over="ignore"):  # the float32 copy is replaced by the exact values
+            super().__post_init__()
         self.boxes = exact
 
 

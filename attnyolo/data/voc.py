@@ -227,8 +227,9 @@ def _read_xml(path: Path, report: Report) -> _Annotation | None:
     except FileNotFoundError:
         report.warn(path, "bad annotation", "annotation file missing; image skipped")
         return None
-    except (ElementTree.ParseError, DefusedXmlException, OSError, ValueError) as e:
-        # ValueError: a split file's id with a NUL character makes no file name.
+    except (ElementTree.ParseError, DefusedXmlException, OSError, ValueError, LookupError) as e:
+        # ValueError: a split file's id with a NUL character makes no file name; LookupError:
+        # an encoding="..." that Python does not know.
         report.warn(path, "bad annotation", f"unreadable XML ({e}); image skipped")
         return None
     annotation = _Annotation(_size(root))

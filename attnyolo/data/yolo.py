@@ -158,8 +158,10 @@ def _record(image: Path, names: list[str], report: Report) -> Record | None:
     height, width = size
     values = np.array([row[1:] for row in rows], np.float64).reshape(-1, 4)
     cx, cy, w, h = values.T
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    boxes *= np.array([width, height, width, height], np.float64)
+    # Huge or infinite values give infinite or NaN corners, which clean_boxes drops and reports.
+    with np.errstate(over="ignore", invalid="ignore"):
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        boxes *= np.array([width, height, width, height], np.float64)
     classes = np.array([row[0] for row in rows], np.int64)
     boxes, classes, difficult = clean_boxes(
         boxes, classes, np.zeros(len(rows), bool), size, label, report

@@ -224,7 +224,7 @@ def test_failed_write_leaves_nothing(plain_model, tmp_path, monkeypatch):
     spec = dataclasses.replace(export_module.FORMATS["darknet"], write=fail)
     monkeypatch.setitem(export_module.FORMATS, "darknet", spec)
     (tmp_path / "m.weights").write_bytes(b"the earlier export")
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ExportError, match=r"m.weights: export failed \(disk full\); the file"):
         export_model(plain_model, tmp_path / "m.weights", "darknet")
     assert [p.name for p in tmp_path.iterdir()] == ["m.weights"]
     assert (tmp_path / "m.weights").read_bytes() == b"the earlier export"
