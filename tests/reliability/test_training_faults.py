@@ -63,7 +63,9 @@ def test_a_data_set_that_filtering_empties_stops_before_the_run_folder(shapes, t
         image.unlink()  # every annotation now names a missing image: all are skipped
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(ValueError, match="no training images in split train") as error:
+        with pytest.raises(
+            ValueError, match=r"\(train\): empty data set, no usable image \(missing image: \d+\)"
+        ) as error:
             train(small(data, tmp_path / "runs", name="empty"))
     assert str(data) in str(error.value)
     assert not (tmp_path / "runs" / "empty").exists()
