@@ -736,6 +736,7 @@ def merged(path: Path, results: dict, args) -> dict:
             source = json.loads(Path(measured["peer_from"]).read_text())
             earlier_entry = source.get("datasets", {}).get(name, {})
             measured["peer_date"] = earlier_entry.get("measured", {}).get("date")
+            measured["peer_cpu"] = earlier_entry.get("measured", {}).get("cpu")
         datasets[name] = {**_slim(entry), "measured": measured}
     return {"datasets": datasets}
 
@@ -781,9 +782,11 @@ def _dataset_header(name: str, measured: dict) -> str:
     if measured.get("peer_from"):
         text += (
             " YOLOv8n's runs are not trained again: they are those of an earlier run of the "
-            f"benchmark on this machine ({measured['peer_from']}, `--peer-from`)"
-            + (f", of {measured['peer_date']}" if measured.get("peer_date") else "")
-            + "."
+            "benchmark (`--peer-from`"
+            + (f", {measured['peer_date']}" if measured.get("peer_date") else "")
+            + (f", {measured['peer_cpu']}" if measured.get("peer_cpu") else "")
+            + f"; its figures are kept with these in `docs/{RESULTS}`): a fair comparison only "
+            "where that run had the same machine."
         )
     return text
 

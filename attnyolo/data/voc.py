@@ -213,6 +213,16 @@ def _split_ids(voc: Path, split: str, report: Report) -> list[str]:
         )
     lines = read_text(path).splitlines()
     ids = [line.split()[0] for line in lines if line.strip()]
+    # An id is a file stem in Annotations/ and JPEGImages/: one with a path in it
+    # ("../../etc/passwd") would be looked up outside the data root.
+    paths = [i for i in ids if "/" in i or "\\" in i or i in (".", "..")]
+    if paths:
+        detail = (
+            f"{counted(len(paths), 'image id')} skipped: an id is a file name in "
+            f"Annotations/, not a path (e.g. {paths[0]!r})"
+        )
+        report.warn(path, "bad annotation", detail, len(paths))
+        ids = [i for i in ids if i not in set(paths)]
     unique = list(dict.fromkeys(ids))
     if len(unique) < len(ids):
         repeated = len(ids) - len(unique)

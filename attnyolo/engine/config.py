@@ -9,6 +9,7 @@ would fail later.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from importlib import resources
@@ -45,9 +46,25 @@ class TrainConfig(dict):
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    loaded = yaml.safe_load(path.read_text()) or {}
+    """A config file's settings; an unreadable file is a ValueError that names it."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        # An alias can make a value refer to itself, or expand exponentially when read (a
+        # "billion laughs"); a file of settings has no use for one.
+        if any(isinstance(token, yaml.AliasToken) for token in yaml.scan(text)):
+            raise ValueError(f"{path}: YAML aliases (*name) are not taken in a config file")
+        loaded = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, RecursionError) as e:
+        problem = " ".join(str(e).split()) or "nested too deeply"
+        raise ValueError(f"{path}: not valid YAML ({problem})") from None
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: a config file is a mapping of settings")
+    keys = [k for k in loaded if not isinstance(k, str)]
+    if keys:
+        raise ValueError(f"{path}: setting names are text, got {keys[0]!r}")
     return {k: _numbers(v) for k, v in loaded.items()}
 
 
@@ -192,9 +209,19 @@ def _number(config: dict, key: str, low: float, integer: bool = False, null: boo
     if value is None and null:
         return
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value < low:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kind)
+        or not math.isfinite(value)
+        or value < low
+    ):
         what = "an integer" if integer else "a number"
         raise ValueError(f"{key} must be {what} >= {low:g}, got {value!r}")
+
+
+def _finite(value: Any) -> bool:
+    """Whether `value` is a finite number (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -217,10 +244,15 @@ def check_config(config: dict[str, Any]) -> None:
     _choice(config, "loss_weights", LOSS_WEIGHTS)
     _choice(config, "val_protocol", EVALUATION_PROTOCOLS)
     _choice(config, "jit_compile", ("auto", True, False))
+    _choice(config, "lr_clip", (True, False))
     _choice(config, "mixed_precision", MIXED_PRECISION)
     parse_attention(config["attention"])  # an unknown name or option fails here, listing valid
     positions = config["attention_positions"]
-    if not isinstance(positions, list) or not set(positions) <= set(ATTENTION_POSITIONS):
+    if not (
+        isinstance(positions, list)
+        and all(isinstance(p, str) for p in positions)
+        and set(positions) <= set(ATTENTION_POSITIONS)
+    ):
         raise ValueError(
             f"attention_positions is a list of {', '.join(ATTENTION_POSITIONS)}, got {positions!r}"
         )
@@ -262,13 +294,18 @@ def check_config(config: dict[str, Any]) -> None:
         if config[key] > 1:
             raise ValueError(f"{key} must lie in [0, 1], got {config[key]!r}")
     scale = config["scale"]
-    if not (isinstance(scale, list | tuple) and len(scale) == 2 and 0 < scale[0] <= scale[1]):
+    if not (
+        isinstance(scale, list | tuple)
+        and len(scale) == 2
+        and all(_finite(s) for s in scale)
+        and 0 < scale[0] <= scale[1]
+    ):
         raise ValueError(f"scale is a range [low, high] with 0 < low <= high, got {scale!r}")
     balance = config["loss_balance"]
     if not (
         isinstance(balance, list | tuple)
         and len(balance) == 2
-        and all(isinstance(b, int | float) and b >= 0 for b in balance)
+        and all(_finite(b) and b >= 0 for b in balance)
     ):
         raise ValueError(
             f"loss_balance is the objectness weight of the two heads [stride 32, stride 16], "
@@ -290,7 +327,9 @@ def check_config(config: dict[str, Any]) -> None:
         raise ValueError(
             f"need 0 <= init_epoch < epochs, got {config['init_epoch']}, {config['epochs']}"
         )
-    if config["weights"] and not Path(config["weights"]).is_file():
-        raise ValueError(f"{config['weights']}: no such weights file")
-    if config["anchors"] and not Path(config["anchors"]).is_file():
-        raise ValueError(f"{config['anchors']}: no such anchors file")
+    for key in ("weights", "anchors"):
+        value = config[key]
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{key} is a file path, got {value!r}")
+        if value and not Path(value).is_file():
+            raise ValueError(f"{value}: no such {key} file")

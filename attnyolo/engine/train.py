@@ -73,10 +73,13 @@ class TrainingError(RuntimeError):
 
 
 def learning_rates(config: dict[str, Any], batch_size: int) -> tuple[float, float]:
-    """The original's learning rates for a batch size: scaled by batch / 64, then clipped."""
+    """The original's learning rates for a batch size: scaled by batch / 64, then clipped to
+    the original's limits (`lr_clip`, true by default) or not."""
     adam = config["optimizer"] in ("adam", "adamw")
     init = config["init_lr"] if config["init_lr"] is not None else (1e-3 if adam else 1e-2)
     low = config["min_lr"] if config["min_lr"] is not None else init * 0.01
+    if not config.get("lr_clip", True):
+        return batch_size / NOMINAL_BATCH * init, batch_size / NOMINAL_BATCH * low
     limit_max, limit_min = (1e-3, 3e-4) if adam else (5e-2, 5e-4)
     init_fit = min(max(batch_size / NOMINAL_BATCH * init, limit_min), limit_max)
     min_fit = min(max(batch_size / NOMINAL_BATCH * low, limit_min * 1e-2), limit_max * 1e-2)

@@ -47,7 +47,12 @@ def _normalize_classes(classes: int | Sequence[str]) -> list[str]:
 
 
 def normalize_input_size(input_size: int | Sequence[int]) -> tuple[int, int]:
-    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if isinstance(input_size, int):
+        size = (input_size, input_size)
+    elif isinstance(input_size, list | tuple):
+        size = tuple(input_size)
+    else:
+        size = ()
     if len(size) != 2 or any(not isinstance(s, int) or s <= 0 or s % 32 for s in size):
         raise ValueError(
             f"Input size must be (height, width) with both a positive multiple of 32 "

@@ -179,6 +179,21 @@ def test_voc_repeated_ids_across_roots_and_in_a_split(tmp_path):
     assert len(ids) == 3 and len(set(ids)) == 3  # stems collide, so ids are paths
 
 
+def test_voc_refuses_ids_that_leave_the_root(tmp_path):
+    # A split list that names a file outside the data root: an XML placed there, with a box and
+    # a class, would be read if the id were taken as a path.
+    voc = make_voc(tmp_path / "data" / "VOC", {"a": GOOD})
+    (tmp_path / "secret.xml").write_text(GOOD)
+    image(voc / "JPEGImages" / "secret.jpg")
+    ids = ["../../../secret", "a", "..", "Annotations/a", "..\\..\\secret"]
+    (voc / "ImageSets" / "Main" / "train.txt").write_text("\n".join(ids) + "\n")
+    dataset, caught = collect(read_voc, voc, "train")
+    assert [r.image_id for r in dataset.records] == ["a"]
+    bad = [w for w in caught if w.fault == "bad annotation"]
+    assert len(bad) == 1 and "4 image ids skipped: an id is a file name" in str(bad[0])
+    assert Path(bad[0].file).name == "train.txt"
+
+
 def coco_json(tmp_path: Path, images, annotations, categories=None) -> Path:
     data = {
         "images": images,

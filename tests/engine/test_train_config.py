@@ -73,6 +73,12 @@ def test_learning_rates_scale_and_clip_like_the_original(train_module):
     adam = dict(config, optimizer="adam")
     # Adam, init 1e-3, batch 64: 1e-3 (limit max 1e-3); min 1e-5 (limits [3e-6, 1e-5]).
     assert train_module.learning_rates(adam, 64) == pytest.approx((1e-3, 1e-5))
+    # lr_clip false: as scaled. AdamW at 1.6e-2, batch 8: 2e-3, above the original's 1e-3.
+    free = dict(adam, init_lr=1.6e-2, lr_clip=False)
+    assert train_module.learning_rates(free, 8) == pytest.approx((2e-3, 2e-5))
+    assert train_module.learning_rates(dict(free, lr_clip=True), 8) == pytest.approx((1e-3, 1e-5))
+    with pytest.raises(ValueError, match="lr_clip must be one of"):
+        train_module.resolve_config(data="x", lr_clip="no")
 
 
 def test_warm_up_cosine_schedule_by_hand(train_module):
