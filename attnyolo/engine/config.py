@@ -230,6 +230,7 @@ def check_config(config: dict[str, Any]) -> None:
     from attnyolo.engine.distribute import resolve_strategy
     from attnyolo.engine.evaluate import EVALUATION_PROTOCOLS
     from attnyolo.engine.precision import MIXED_PRECISION
+    from attnyolo.losses.yolo import ASSIGNMENTS, OBJ_LOSSES
     from attnyolo.models.yolo import ATTENTION_POSITIONS, normalize_input_size
 
     if not config["data"]:
@@ -237,7 +238,8 @@ def check_config(config: dict[str, Any]) -> None:
     _choice(config, "recipe", (None, *RECIPES))
     _choice(config, "optimizer", ("sgd", "adam", "adamw"))
     _choice(config, "lr_schedule", ("cos", "step"))
-    _choice(config, "assignment", ("original", "yolov5"))
+    _choice(config, "assignment", ASSIGNMENTS)
+    _choice(config, "obj_loss", OBJ_LOSSES)
     _choice(config, "weight_decay_type", (None, *WEIGHT_DECAY_TYPES))
     _choice(config, "objectness_target", OBJECTNESS_TARGETS)
     _choice(config, "obj_normalization", OBJ_NORMALIZATIONS)

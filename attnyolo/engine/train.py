@@ -59,6 +59,7 @@ from attnyolo.engine.schedule import (  # noqa: F401
     plan_phases,
 )
 from attnyolo.losses import YoloLoss
+from attnyolo.losses.yolo import NEIGHBOUR_ASSIGNMENTS
 from attnyolo.models.batchnorm import recalibrate_batchnorm
 from attnyolo.models.darknet import LoadReport, load_darknet_weights
 from attnyolo.models.saving import load_detector, save_detector
@@ -186,7 +187,7 @@ def build_model(config: dict[str, Any], class_names: list[str]) -> YOLOv4Tiny:
     attention, attention_options = parse_attention(config["attention"])
     xy_scale = config["xy_scale"]
     if xy_scale is None:
-        xy_scale = 2.0 if config["assignment"] == "yolov5" else 1.0
+        xy_scale = 2.0 if config["assignment"] in NEIGHBOUR_ASSIGNMENTS else 1.0
     return YOLOv4Tiny(
         classes=class_names,
         input_size=config["input_size"],
@@ -272,6 +273,7 @@ def loss_for(config: dict[str, Any], model: YOLOv4Tiny) -> YoloLoss:
         ignore_threshold=config["ignore_threshold"],
         label_smoothing=config["label_smoothing"],
         focal=config["focal_loss"],
+        obj_loss=config["obj_loss"],
         ciou_alpha_gradient=config["ciou_alpha_gradient"],
         objectness_target=config["objectness_target"],
         obj_normalization=config["obj_normalization"],

@@ -18,9 +18,18 @@ from keras import ops
 _EPS = 1e-7
 # exp(10) ~ 2.2e4 anchor widths: far past any real box, and squares of it stay finite in float32.
 _MAX_LOG_WH = 10.0
-ASSIGNMENTS = ("original", "yolov5")
+ASSIGNMENTS = ("original", "yolov5", "ota")
 OBJECTNESS_TARGETS = ("one", "iou")
 OBJ_NORMALIZATIONS = ("non_ignored", "all")
+OBJ_LOSSES = ("bce", "qfl", "vfl")
+# The assignments whose candidates include neighbour cells, reached by a centre decoded as
+# 2 sigmoid - 0.5 (xy_scale 2).
+NEIGHBOUR_ASSIGNMENTS = ("yolov5", "ota")
+# SimOTA (YOLOX; YOLOv7's ComputeLossOTA): a box's dynamic k is the sum of its 10 best candidate
+# IoUs, and a pair's cost is the class cost plus 3 times -log(IoU).
+_OTA_TOP_IOUS = 10
+_OTA_IOU_WEIGHT = 3.0
+_OTA_OUTSIDE = 1e5
 
 
 def bce_with_logits(logits, targets):
@@ -124,7 +133,9 @@ class YoloLoss:
       divided, as in the original, by `num_pos + max(kept negatives, 1)` (or, with
       `obj_normalization="all"`, by all `B * gh * gw * A` slots, as YOLOv5), then multiplied by
       `balance[l] * obj_weight`. `focal=True` multiplies each BCE term by
-      `alpha_t * (1 - p_t) ** gamma` (focal loss);
+      `alpha_t * (1 - p_t) ** gamma` (focal loss); `obj_loss="qfl"` by `|t - p| ** gamma`
+      (quality focal loss, `t` the target, `p` the sigmoid), `obj_loss="vfl"` by `t` at positives
+      and `vfl_alpha * p ** gamma` elsewhere (varifocal loss), `gamma` being `quality_gamma`;
     - cls: `cls_weight * sum over positives and classes of BCE(logits, smoothed one-hot)
       / num_pos / num_classes`, the one-hot smoothed as `y * (1 - ls) + ls / num_classes`.
 
@@ -146,7 +157,13 @@ class YoloLoss:
     the two neighbours nearer the centre (left if `frac(cx / stride) < 0.5`, else right; up or down
     alike; inside the grid only); the centre is `(x1 + x2) / 2` and negatives are ignored by IoU
     with every box of the image, as Darknet. YOLOv5 decodes the centre as `2 sigmoid(t) - 0.5`,
-    so this assignment requires `xy_scale=2.0`, for the loss and for the model.
+    so this assignment requires `xy_scale=2.0`, for the loss and for the model. `"ota"`: SimOTA
+    among YOLOv5's candidates, over both heads at once, as YOLOv7's `ComputeLossOTA` (which
+    takes YOLOv5's candidates) and YOLOX: each box gets the `k` candidates of lowest cost
+    (`cost = class BCE of sqrt(class * objectness probabilities) + 3 * -log(IoU)`, `k` the whole
+    part of the sum of its 10 best candidate IoUs, at least 1), the candidates being every slot
+    that YOLOv5's rule proposes for some box of the image, and a slot that several boxes choose
+    goes to the one of lowest cost; it too needs `xy_scale=2.0`.
 
     When several boxes claim the same cell-anchor slot, the one later in the box list sets the box
     target, as the original's overwrite. With `"original"` every claimant's class bit stays set
@@ -171,7 +188,7 @@ class YoloLoss:
         input_size: the model's `(height, width)`, or one int.
         num_classes: number of classes.
         xy_scale: the decoder's xy scale `s` (1.0 in the original; 2.0 for `"yolov5"`).
-        assignment: `"original"` or `"yolov5"`, see above.
+        assignment: `"original"`, `"yolov5"` or `"ota"`, see above.
         ignore_threshold: negatives with IoU >= this with a ground-truth box get no loss.
         label_smoothing: `ls` above; 0 disables.
         focal: apply the focal factor to the objectness BCE.
@@ -187,6 +204,9 @@ class YoloLoss:
         obj_normalization: `"non_ignored"` (the original: positives plus kept negatives) or
             `"all"` (YOLOv5: the mean over every slot of the head).
         ciou_alpha_gradient: let the gradient through CIoU's `alpha`, as the original does.
+        obj_loss: `"bce"`, `"qfl"` or `"vfl"`, the objectness loss (see above); not with `focal`.
+        quality_gamma: the exponent of `"qfl"` and `"vfl"` (2, as both papers).
+        vfl_alpha: the weight of `"vfl"`'s negatives (0.75, as both VarifocalNet and Ultralytics).
 
     Call arguments:
         boxes: `(batch, max_boxes, 4)` x1, y1, x2, y2 in input pixels (after letterboxing).
@@ -213,7 +233,10 @@ class YoloLoss:
         Zheng et al., "Distance-IoU Loss: Faster and Better Learning for Bounding Box
         Regression", AAAI 2020 (CIoU); Lin et al., "Focal Loss for Dense Object Detection",
         ICCV 2017; Jocher et al., YOLOv5 (`utils/loss.py`), for the `"yolov5"` assignment and
-        the `"iou"` objectness target; bubbliiiing, yolov4-tiny-keras `nets/yolo_training.py`.
+        the `"iou"` objectness target; Ge et al., "YOLOX: Exceeding YOLO Series in 2021" (SimOTA);
+        Wang et al., YOLOv7 (`utils/loss.py`, `ComputeLossOTA`); Li et al., "Generalized Focal
+        Loss", NeurIPS 2020 (quality focal loss); Zhang et al., "VarifocalNet", CVPR 2021;
+        bubbliiiing, yolov4-tiny-keras `nets/yolo_training.py`.
     """
 
     def __init__(
@@ -238,6 +261,9 @@ class YoloLoss:
         objectness_target: str = "one",
         obj_normalization: str = "non_ignored",
         ciou_alpha_gradient: bool = False,
+        obj_loss: str = "bce",
+        quality_gamma: float = 2.0,
+        vfl_alpha: float = 0.75,
     ):
         size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         if len(size) != 2 or min(size) <= 0:
@@ -259,15 +285,21 @@ class YoloLoss:
             ("assignment", assignment, ASSIGNMENTS),
             ("objectness_target", objectness_target, OBJECTNESS_TARGETS),
             ("obj_normalization", obj_normalization, OBJ_NORMALIZATIONS),
+            ("obj_loss", obj_loss, OBJ_LOSSES),
         ):
             if value not in valid:
                 raise ValueError(f"Unknown {name} {value!r}; valid: {valid}")
-        if assignment == "yolov5" and self.xy_scale != 2.0:
+        if assignment in NEIGHBOUR_ASSIGNMENTS and self.xy_scale != 2.0:
             # Neighbour cells are positives only because 2 sigmoid - 0.5 can reach the centre.
             raise ValueError(
-                f'assignment="yolov5" needs xy_scale=2.0 (and a model built with it), '
+                f"assignment={assignment!r} needs xy_scale=2.0 (and a model built with it), "
                 f"got xy_scale={xy_scale}"
             )
+        if focal and obj_loss != "bce":
+            raise ValueError(f"focal applies to obj_loss='bce', got obj_loss={obj_loss!r}")
+        self.obj_loss = obj_loss
+        self.quality_gamma = float(quality_gamma)
+        self.vfl_alpha = float(vfl_alpha)
         self.assignment = assignment
         self.objectness_target = objectness_target
         self.obj_normalization = obj_normalization
@@ -288,9 +320,12 @@ class YoloLoss:
         self.cls_weight = self.num_classes / 80 if cls_weight is None else float(cls_weight)
         self.anchor_threshold = float(anchor_threshold)
         self.ciou_alpha_gradient = bool(ciou_alpha_gradient)
-        self._match = {"original": self._original_matches, "yolov5": self._yolov5_matches}[
-            assignment
-        ]
+        # OTA picks among YOLOv5's candidates, by the predictions.
+        self._match = {
+            "original": self._original_matches,
+            "yolov5": self._yolov5_matches,
+            "ota": self._yolov5_matches,
+        }[assignment]
 
     @classmethod
     def from_model(cls, model, **kwargs) -> YoloLoss:
@@ -326,23 +361,28 @@ class YoloLoss:
             "objectness_target": self.objectness_target,
             "obj_normalization": self.obj_normalization,
             "ciou_alpha_gradient": self.ciou_alpha_gradient,
+            "obj_loss": self.obj_loss,
+            "quality_gamma": self.quality_gamma,
+            "vfl_alpha": self.vfl_alpha,
         }
 
     def __call__(self, boxes, classes, heads) -> tuple[Any, dict[str, Any]]:
-        if len(heads) != len(self.anchor_masks):
-            raise ValueError(f"Expected {len(self.anchor_masks)} heads, got {len(heads)}")
         truth, wh, classes, valid = self._truth(boxes, classes)
+        raws, preds, grids = self._decode_heads(heads)
+        targets = self._all_targets(raws, preds, grids, truth, wh, classes, valid)
         parts = {"box": 0.0, "obj": 0.0, "cls": 0.0}
-        for layer, head in enumerate(heads):
-            for name, value in self._head_loss(layer, head, truth, wh, classes, valid).items():
+        for layer, (raw, pred) in enumerate(zip(raws, preds, strict=True)):
+            for name, value in self._head_loss(layer, raw, pred, truth, *targets[layer]).items():
                 parts[name] = parts[name] + value
         return parts["box"] + parts["obj"] + parts["cls"], parts
 
-    def targets(self, boxes, classes) -> list[dict[str, Any]]:
+    def targets(self, boxes, classes, heads=None) -> list[dict[str, Any]]:
         """The training targets per head, as the original's `y_true`.
 
         Args:
             boxes, classes: as for the call.
+            heads: the model's raw heads; needed by `assignment="ota"` only, whose choice among
+                the candidates depends on the predictions.
 
         Returns:
             One dict per head: `positive` `(B, gh, gw, A)` 1 at positive slots; `box`
@@ -351,13 +391,21 @@ class YoloLoss:
         """
         truth, wh, classes, valid = self._truth(boxes, classes)
         height, width = self.input_size
+        if heads is None:
+            if self.assignment == "ota":
+                raise ValueError('assignment="ota" chooses by the predictions: pass the heads')
+            grids = [
+                (height // (32 // 2**i), width // (32 // 2**i))  # strides 32, 16, ...
+                for i in range(len(self.anchor_masks))
+            ]
+            raws = preds = [None] * len(grids)
+        else:
+            raws, preds, grids = self._decode_heads(heads)
+        targets = self._all_targets(raws, preds, grids, truth, wh, classes, valid)
         out = []
-        for layer, mask in enumerate(self.anchor_masks):
-            stride = 32 // 2**layer  # the heads are stride 32, 16, ...
-            grid_h, grid_w = height // stride, width // stride
-            positive, box, cls, _ = self._head_targets(
-                layer, truth, wh, classes, valid, grid_h, grid_w
-            )
+        for (positive, box, cls, _), mask, (grid_h, grid_w) in zip(
+            targets, self.anchor_masks, grids, strict=True
+        ):
             shape = (-1, grid_h, grid_w, len(mask))
             out.append(
                 {
@@ -384,16 +432,106 @@ class YoloLoss:
         truth = ops.stack([cx / width, cy / height, w / width, h / height], axis=-1)
         return truth, ops.stack([w, h], axis=-1), classes, valid
 
-    def _head_targets(self, layer: int, truth, wh, classes, valid, grid_h: int, grid_w: int):
-        """Targets of one head, slots in (row, column, anchor) order: positive `(B, slots)`, box
-        `(B, slots, 4)`, class target `(B, slots, C)` before smoothing, and `(B, N)` which boxes
-        count for the ignore rule."""
-        slots = grid_h * grid_w * len(self.anchor_masks[layer])
-        # (B, N, slots) box-to-slot matches; the later box wins a shared slot: the highest
-        # 1-based box number over the matches picks it, 0 meaning no box.
-        matches = self._match(layer, truth, wh, grid_h, grid_w)
+    def _decode_heads(self, heads):
+        """The raw heads -> per head `(B, slots, 5 + C)` float32 outputs and `(B, slots, 4)`
+        decoded boxes, slots in (row, column, anchor) order, the head's memory order."""
+        if len(heads) != len(self.anchor_masks):
+            raise ValueError(f"Expected {len(self.anchor_masks)} heads, got {len(heads)}")
+        raws, preds, grids = [], [], []
+        for layer, head in enumerate(heads):
+            num_anchors, num_outputs = len(self.anchor_masks[layer]), 5 + self.num_classes
+            _, grid_h, grid_w, channels = head.shape
+            if grid_h is None or grid_w is None or channels != num_anchors * num_outputs:
+                raise ValueError(
+                    f"Head {layer} must be (batch, grid_h, grid_w, {num_anchors * num_outputs}) "
+                    f"with static grid sizes, got {tuple(head.shape)}"
+                )
+            raw = ops.reshape(
+                ops.cast(head, "float32"), (-1, grid_h * grid_w * num_anchors, num_outputs)
+            )
+            raws.append(raw)
+            preds.append(self._decode(raw, layer, grid_h, grid_w))
+            grids.append((grid_h, grid_w))
+        return raws, preds, grids
+
+    def _all_targets(self, raws, preds, grids, truth, wh, classes, valid):
+        """Per head `(positive, box, class target, boxes counting for the ignore rule)`, see
+        `_slot_targets`; `grids` the heads' `(gh, gw)`. `raws` and `preds` (see `_decode_heads`)
+        are read by `"ota"` alone."""
         num_boxes = ops.shape(truth)[1]  # a tensor when the padding length is dynamic (TF)
-        matches = ops.reshape(matches, (-1, num_boxes, slots)) * valid[..., None]
+        matches = [
+            ops.reshape(self._match(layer, truth, wh, gh, gw), (-1, num_boxes, gh * gw * len(m)))
+            * valid[..., None]
+            for layer, ((gh, gw), m) in enumerate(zip(grids, self.anchor_masks, strict=True))
+        ]
+        if self.assignment == "ota":
+            sizes = [gh * gw * len(m) for (gh, gw), m in zip(grids, self.anchor_masks, strict=True)]
+            chosen = self._ota_choice(
+                ops.concatenate(matches, axis=2),
+                ops.concatenate(raws, axis=1),
+                ops.concatenate(preds, axis=1),
+                truth,
+                classes,
+                valid,
+            )
+            splits = np.cumsum(sizes)[:-1].tolist()
+            matches = ops.split(chosen, splits, axis=2) if splits else [chosen]
+        return [self._slot_targets(m, truth, classes, valid) for m in matches]
+
+    def _ota_choice(self, candidates, raw, pred, truth, classes, valid):
+        """SimOTA over every head at once, as YOLOv7's `ComputeLossOTA`: the candidates of an
+        image are the union of its boxes' YOLOv5 candidates, and any box may take any of them.
+        For each box, `k = max(floor(sum of its 10 best candidate IoUs), 1)` and its k
+        candidates of lowest cost become positive, the cost being the BCE of
+        `sqrt(sigmoid(class) * sigmoid(objectness))` against the box's one-hot class, summed
+        over classes, plus `3 * -log(IoU + 1e-8)`; a slot chosen by several boxes goes to the
+        box of lowest cost. Predictions enter without gradient. YOLOv7 lists a slot once per box
+        that proposed it (so one box can count, and take, it twice); here a slot is one entry.
+
+        Args:
+            candidates: `(B, N, L)` 1 where a box's YOLOv5 rule proposes a slot (valid boxes).
+            raw: `(B, L, 5 + C)` raw outputs; pred: `(B, L, 4)` decoded boxes.
+            valid: `(B, N)` the boxes that are targets.
+
+        Returns:
+            `(B, N, L)` one-hot matches: each slot has at most one box."""
+        raw, pred = ops.stop_gradient(raw), ops.stop_gradient(pred)
+        candidates = ops.max(candidates, axis=1, keepdims=True) * valid[..., None]
+        iou = ops.transpose(_pairwise_iou(pred, truth), (0, 2, 1)) * candidates  # (B, N, L)
+        k = min(_OTA_TOP_IOUS, int(candidates.shape[2]))
+        top_iou, _ = ops.top_k(iou, k)
+        dynamic_k = ops.maximum(ops.floor(ops.sum(top_iou, axis=-1)), 1.0)  # (B, N)
+
+        score = ops.sqrt(ops.sigmoid(raw[..., 5:]) * ops.sigmoid(raw[..., 4:5]))  # (B, L, C)
+        score = ops.clip(score, _EPS, 1.0 - _EPS)
+        one_hot = _one_hot(ops.cast(ops.maximum(classes, 0), "float32"), self.num_classes)
+        # -sum_c [y log p + (1 - y) log(1 - p)], as matrix products over the classes.
+        log_p = ops.transpose(ops.log(score), (0, 2, 1))
+        log_q = ops.transpose(ops.log(1.0 - score), (0, 2, 1))
+        cls_cost = -(ops.matmul(one_hot, log_p) + ops.matmul(1.0 - one_hot, log_q))
+        cost = cls_cost + _OTA_IOU_WEIGHT * -ops.log(iou + 1e-8) + _OTA_OUTSIDE * (1.0 - candidates)
+        # The k-th lowest cost of each box, then every candidate at or below it.
+        lowest, _ = ops.top_k(-cost, k)
+        rank = ops.cast(ops.minimum(dynamic_k, float(k)) - 1.0, "int32")[..., None]
+        kth = -ops.take_along_axis(lowest, rank, axis=-1)
+        chosen = candidates * ops.cast(cost <= kth, "float32")
+        # A slot claimed by several boxes: the cheapest.
+        claimed = ops.cast(ops.max(chosen, axis=1) > 0, "float32")  # (B, L)
+        best = ops.argmin(ops.where(chosen > 0, cost, 1e10), axis=1)  # (B, L)
+        num_boxes = ops.shape(truth)[1]
+        owner = ops.cast(
+            ops.equal(ops.arange(num_boxes)[None, :, None], ops.cast(best, "int32")[:, None, :]),
+            "float32",
+        )
+        return owner * claimed[:, None, :]
+
+    def _slot_targets(self, matches, truth, classes, valid):
+        """Targets of one head from its `(B, N, slots)` box-to-slot matches: positive
+        `(B, slots)`, box `(B, slots, 4)`, class target `(B, slots, C)` before smoothing, and
+        `(B, N)` which boxes count for the ignore rule."""
+        # The later box wins a shared slot: the highest 1-based box number over the matches
+        # picks it, 0 meaning no box.
+        num_boxes = ops.shape(truth)[1]
         numbers = ops.arange(1, num_boxes + 1, dtype="float32")[None, :, None]
         winner = ops.max(matches * numbers, axis=1)
         positive = ops.cast(winner > 0, "float32")
@@ -416,22 +554,9 @@ class YoloLoss:
             present = valid
         return positive, target_box, class_target, present
 
-    def _head_loss(self, layer: int, head, truth, wh, classes, valid) -> dict[str, Any]:
-        mask = self.anchor_masks[layer]
-        num_anchors, num_outputs = len(mask), 5 + self.num_classes
-        _, grid_h, grid_w, channels = head.shape
-        if grid_h is None or grid_w is None or channels != num_anchors * num_outputs:
-            raise ValueError(
-                f"Head {layer} must be (batch, grid_h, grid_w, {num_anchors * num_outputs}) with "
-                f"static grid sizes, got {tuple(head.shape)}"
-            )
-        slots = grid_h * grid_w * num_anchors
-        # Slot order (row, column, anchor) is the head's memory order, so reshapes are free.
-        raw = ops.reshape(ops.cast(head, "float32"), (-1, slots, num_outputs))
-        pred = self._decode(raw, layer, grid_h, grid_w)
-        positive, target_box, class_target, present = self._head_targets(
-            layer, truth, wh, classes, valid, grid_h, grid_w
-        )
+    def _head_loss(
+        self, layer: int, raw, pred, truth, positive, target_box, class_target, present
+    ) -> dict[str, Any]:
         ls = self.label_smoothing
         class_target = class_target * (1.0 - ls) + ls / self.num_classes
 
@@ -446,9 +571,9 @@ class YoloLoss:
         if self.objectness_target == "iou":
             obj_target = positive * ops.clip(ops.stop_gradient(ciou), 0.0, 1.0)
         obj_logits = raw[..., 4]
-        obj_bce = bce_with_logits(obj_logits, obj_target)
-        if self.focal:
-            obj_bce = obj_bce * self._focal_factor(obj_logits, obj_target)
+        obj_bce = bce_with_logits(obj_logits, obj_target) * self._obj_factor(
+            obj_logits, obj_target, positive
+        )
         obj_terms = positive * obj_bce + (1.0 - positive) * obj_bce * kept
         if self.obj_normalization == "all":
             obj_sum = ops.mean(obj_terms)
@@ -460,6 +585,21 @@ class YoloLoss:
         cls_bce = ops.sum(bce_with_logits(raw[..., 5:], class_target), axis=-1)
         cls_loss = self.cls_weight * ops.sum(positive * cls_bce) / num_pos / self.num_classes
         return {"box": box_loss, "obj": obj_loss, "cls": cls_loss}
+
+    def _obj_factor(self, logits, targets, positive):
+        """The weight of each objectness BCE term: 1, the focal factor, quality focal
+        `|t - p| ** gamma` (Li et al., GFL) or varifocal: `t` at positives,
+        `alpha * p ** gamma` elsewhere (Zhang et al., VarifocalNet; Ultralytics' form)."""
+        if self.focal:
+            return self._focal_factor(logits, targets)
+        if self.obj_loss == "bce":
+            return 1.0
+        p = ops.sigmoid(logits)
+        if self.obj_loss == "qfl":
+            return ops.power(ops.abs(targets - p), self.quality_gamma)
+        return positive * targets + (1.0 - positive) * self.vfl_alpha * ops.power(
+            p, self.quality_gamma
+        )
 
     def _decode(self, raw, layer: int, grid_h: int, grid_w: int):
         """(B, slots, 5 + C) raw outputs -> (B, slots, 4) normalised centre x, y, width, height."""

@@ -264,3 +264,20 @@ def test_attention_options_and_positions_reach_the_model(tmp_path):
     assert [layer.name for layer in model.layers if layer.name.endswith("_cbam")] == ["feat1_cbam"]
     with pytest.raises(ValueError, match="attention_positions"):
         resolve_config(None, data=str(tmp_path), attention_positions=["head"])
+
+
+def test_ota_assignment_and_objectness_losses_reach_the_loss(tmp_path):
+    from attnyolo.engine.config import resolve_config
+    from attnyolo.engine.train import build_model, loss_for
+
+    config = resolve_config(
+        None, data=str(tmp_path), input_size=64, assignment="ota", obj_loss="vfl"
+    )
+    model = build_model(config, ["a", "b"])
+    assert model.xy_scale == 2.0  # SimOTA picks among YOLOv5's candidates: neighbour cells
+    loss = loss_for(config, model)
+    assert (loss.assignment, loss.obj_loss, loss.xy_scale) == ("ota", "vfl", 2.0)
+    with pytest.raises(ValueError, match="obj_loss must be one of"):
+        resolve_config(None, data=str(tmp_path), obj_loss="focal")
+    with pytest.raises(ValueError, match="assignment must be one of"):
+        resolve_config(None, data=str(tmp_path), assignment="tal")

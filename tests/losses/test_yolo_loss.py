@@ -87,6 +87,27 @@ def _ciou(p, t):
     return iou - rho2 / (cw**2 + ch**2) - alpha * v
 
 
+def _yolov5_slots(box, layer, grid_h, grid_w, threshold):
+    """YOLOv5's (row, column, anchor slot) candidates of one x1, y1, x2, y2 box on one head."""
+    height, width = INPUT_SIZE
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    gx, gy = (x1 + x2) / 2 / width * grid_w, (y1 + y2) / 2 / height * grid_h
+    col, row = min(max(math.floor(gx), 0), grid_w - 1), min(max(math.floor(gy), 0), grid_h - 1)
+    cells = [
+        (row, col),
+        (row, col - 1 if gx - col < 0.5 else col + 1),
+        (row - 1 if gy - row < 0.5 else row + 1, col),
+    ]
+    anchors = [
+        k
+        for k, i in enumerate(MASKS[layer])
+        if max(w / ANCHORS[i][0], ANCHORS[i][0] / w, h / ANCHORS[i][1], ANCHORS[i][1] / h)
+        < threshold
+    ]
+    return [(r, c, k) for r, c in cells if 0 <= r < grid_h and 0 <= c < grid_w for k in anchors]
+
+
 def _targets(boxes, classes, layer, grid_h, grid_w, cfg):
     """{(image, row, column, anchor slot): (normalised cxcywh, class bits)}; a later box
     overwrites the box (and, with "yolov5", the class; "original" keeps every claimant's bit)."""
@@ -122,31 +143,75 @@ def _targets(boxes, classes, layer, grid_h, grid_w, cfg):
                 best = max(in_some_mask, key=lambda i: (ious[i], -i))
                 slots = [(row, col, mask.index(best))] if best in mask else []
             else:
-                cells = [
-                    (row, col),
-                    (row, col - 1 if gx - col < 0.5 else col + 1),
-                    (row - 1 if gy - row < 0.5 else row + 1, col),
-                ]
-                anchors = [
-                    k
-                    for k, i in enumerate(mask)
-                    if max(
-                        w / ANCHORS[i][0], ANCHORS[i][0] / w, h / ANCHORS[i][1], ANCHORS[i][1] / h
-                    )
-                    < cfg["anchor_threshold"]
-                ]
-                slots = [
-                    (r, c, k)
-                    for r, c in cells
-                    if 0 <= r < grid_h and 0 <= c < grid_w
-                    for k in anchors
-                ]
+                slots = _yolov5_slots(boxes[b, n], layer, grid_h, grid_w, cfg["anchor_threshold"])
             bits = np.eye(NUM_CLASSES)[int(classes[b, n])]
             for slot in slots:
                 if original and (b, *slot) in targets:
                     bits = np.maximum(bits, targets[(b, *slot)][1])
                 targets[(b, *slot)] = (box, bits)
     return targets
+
+
+def _decoded(p, layer, i, j, k, s):
+    """One slot's raw outputs -> its normalised centre x, centre y, width, height."""
+    height, width = INPUT_SIZE
+    grid_h, grid_w = p.shape[:2]
+    tx, ty, tw, th = p[i, j, k, :4]
+    aw, ah = ANCHORS[MASKS[layer][k]]
+    return (
+        (s * _sigmoid(tx) - (s - 1) / 2 + j) / grid_w,
+        (s * _sigmoid(ty) - (s - 1) / 2 + i) / grid_h,
+        math.exp(min(tw, 10.0)) * aw / width,
+        math.exp(min(th, 10.0)) * ah / height,
+    )
+
+
+def ota_targets(boxes, classes, heads, threshold=4.0):
+    """SimOTA written out per image from YOLOv7's `ComputeLossOTA.build_targets`, one slot per
+    entry: per head {(image, row, column, anchor slot): (normalised cxcywh, class bits)}."""
+    height, width = INPUT_SIZE
+    out = [{} for _ in heads]
+    for b in range(boxes.shape[0]):
+        raws = [h[b].astype(np.float64).reshape(*h.shape[1:3], 3, 5 + NUM_CLASSES) for h in heads]
+        gts = [n for n in range(boxes.shape[1]) if classes[b, n] >= 0]
+        slots = sorted(
+            {
+                (layer, *slot)
+                for n in gts
+                for layer, raw in enumerate(raws)
+                for slot in _yolov5_slots(boxes[b, n], layer, *raw.shape[:2], threshold)
+            }
+        )
+        if not slots:
+            continue
+        preds = [_decoded(raws[layer], layer, i, j, k, 2.0) for layer, i, j, k in slots]
+        owner = {}  # slot -> (cost, box number)
+        for n in gts:
+            x1, y1, x2, y2 = (float(v) for v in boxes[b, n])
+            truth = (
+                (x1 + x2) / 2 / width,
+                (y1 + y2) / 2 / height,
+                (x2 - x1) / width,
+                (y2 - y1) / height,
+            )
+            ious = [_iou(pred, truth) for pred in preds]
+            k = max(int(sum(sorted(ious, reverse=True)[:10])), 1)
+            costs = []
+            for (layer, i, j, a), iou in zip(slots, ious, strict=True):
+                out_row = raws[layer][i, j, a]
+                obj = _sigmoid(out_row[4])
+                y = [math.sqrt(_sigmoid(x) * obj) for x in out_row[5:]]
+                cls = -sum(
+                    math.log(q) if c == classes[b, n] else math.log(1 - q) for c, q in enumerate(y)
+                )
+                costs.append(cls + 3.0 * -math.log(iou + 1e-8))
+            for index in np.argsort(costs, kind="stable")[:k]:
+                slot = slots[index]
+                if slot not in owner or costs[index] < owner[slot][0]:
+                    owner[slot] = (costs[index], n, truth)
+        for (layer, i, j, a), (_, n, truth) in owner.items():
+            out[layer][(b, i, j, a)] = (truth, np.eye(NUM_CLASSES)[int(classes[b, n])])
+    return out
 
 
 def reference_loss(boxes, classes, heads, **options):
@@ -157,6 +222,9 @@ def reference_loss(boxes, classes, heads, **options):
         ignore_threshold=0.5,
         label_smoothing=0.0,
         focal=False,
+        obj_loss="bce",
+        quality_gamma=2.0,
+        vfl_alpha=0.75,
         focal_gamma=2.0,
         focal_alpha=0.25,
         balance=(0.4, 1.0),
@@ -175,7 +243,10 @@ def reference_loss(boxes, classes, heads, **options):
     for layer, head in enumerate(heads):
         batch, grid_h, grid_w, _ = head.shape
         p = head.astype(np.float64).reshape(batch, grid_h, grid_w, 3, 5 + NUM_CLASSES)
-        targets = _targets(boxes, classes, layer, grid_h, grid_w, cfg)
+        if cfg["assignment"] == "ota":
+            targets = ota_targets(boxes, classes, heads, cfg["anchor_threshold"])[layer]
+        else:
+            targets = _targets(boxes, classes, layer, grid_h, grid_w, cfg)
         box_sum = obj_sum = cls_sum = 0.0
         num_neg = 0
         for b in range(batch):
@@ -197,15 +268,9 @@ def reference_loss(boxes, classes, heads, **options):
                 ]
             for i in range(grid_h):
                 for j in range(grid_w):
-                    for k, anchor in enumerate(MASKS[layer]):
-                        tx, ty, tw, th, to = p[b, i, j, k, :5]
-                        aw, ah = ANCHORS[anchor]
-                        pred = (
-                            (s * _sigmoid(tx) - (s - 1) / 2 + j) / grid_w,
-                            (s * _sigmoid(ty) - (s - 1) / 2 + i) / grid_h,
-                            math.exp(min(tw, 10.0)) * aw / width,
-                            math.exp(min(th, 10.0)) * ah / height,
-                        )
+                    for k in range(len(MASKS[layer])):
+                        to = p[b, i, j, k, 4]
+                        pred = _decoded(p[b], layer, i, j, k, s)
                         target = targets.get((b, i, j, k))
                         if target is None:
                             t_obj = 0.0
@@ -235,6 +300,14 @@ def reference_loss(boxes, classes, heads, **options):
                                 1 - cfg["focal_alpha"]
                             )
                             term *= a_t * (1 - p_t) ** cfg["focal_gamma"]
+                        elif cfg["obj_loss"] == "qfl":  # GFL: |t - p| ** beta
+                            term *= abs(t_obj - _sigmoid(to)) ** cfg["quality_gamma"]
+                        elif cfg["obj_loss"] == "vfl":  # VarifocalNet: t, or alpha p ** gamma
+                            term *= (
+                                t_obj
+                                if target is not None
+                                else cfg["vfl_alpha"] * _sigmoid(to) ** cfg["quality_gamma"]
+                            )
                         obj_sum += term
         num_pos = max(len(targets), 1)
         stats["positives"] += len(targets)
@@ -255,6 +328,17 @@ CASES = {
     # YOLOv5 makes most slots of this small batch positive; a lower threshold still ignores some.
     "yolov5": {"assignment": "yolov5", "xy_scale": 2.0, "ignore_threshold": 0.3},
     "iou_objectness": {"objectness_target": "iou"},
+    "ota": {"assignment": "ota", "xy_scale": 2.0, "ignore_threshold": 0.3},
+    "ota_qfl": {
+        "assignment": "ota",
+        "xy_scale": 2.0,
+        "objectness_target": "iou",
+        "obj_loss": "qfl",
+        "quality_gamma": 1.5,
+        "obj_normalization": "all",
+        "ignore_threshold": 0.3,
+    },
+    "vfl": {"objectness_target": "iou", "obj_loss": "vfl", "vfl_alpha": 0.6},
     "obj_over_all_slots": {"obj_normalization": "all"},
     "xy_scale_and_weights": {
         "xy_scale": 1.05,
@@ -287,6 +371,34 @@ def test_matches_numpy_reference(name):
     np.testing.assert_allclose(total, expected_total, rtol=1e-5)
     for key in ("box", "obj", "cls"):
         np.testing.assert_allclose(parts[key], expected[key], rtol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ota_targets_equal_the_reference_simota(seed):
+    heads = _heads(seed=seed, scale=2.0)
+    loss = _loss(assignment="ota", xy_scale=2.0)
+    got = [
+        {k: keras.ops.convert_to_numpy(v) for k, v in t.items()}
+        for t in loss.targets(BOXES, CLASSES, heads)
+    ]
+    expected = ota_targets(BOXES, CLASSES, heads)
+    candidates = 0
+    for layer, (head, want) in enumerate(zip(got, expected, strict=True)):
+        positives = {tuple(int(v) for v in key) for key in np.argwhere(head["positive"] > 0)}
+        assert positives == set(want), f"head {layer}"
+        for key, (box, bits) in want.items():
+            np.testing.assert_allclose(head["box"][key], box, rtol=1e-6)
+            np.testing.assert_array_equal(head["classes"][key], bits)
+        yolov5 = _loss(assignment="yolov5", xy_scale=2.0).targets(BOXES, CLASSES)[layer]
+        candidates += int(np.sum(keras.ops.convert_to_numpy(yolov5["positive"])))
+    # SimOTA keeps a few of YOLOv5's candidates per box, at least one for each box.
+    chosen = sum(len(w) for w in expected)
+    assert int(np.sum(CLASSES >= 0)) <= chosen < candidates
+
+
+def test_ota_targets_need_the_heads():
+    with pytest.raises(ValueError, match="pass the heads"):
+        _loss(assignment="ota", xy_scale=2.0).targets(BOXES, CLASSES)
 
 
 def test_reference_targets_follow_the_rules():
@@ -517,6 +629,9 @@ def test_default_weights_config_and_from_model():
         ({"objectness_target": "giou"}, "Unknown objectness_target"),
         ({"obj_normalization": "sum"}, "Unknown obj_normalization"),
         ({"assignment": "yolov5"}, "xy_scale=2.0"),
+        ({"assignment": "ota"}, "xy_scale=2.0"),
+        ({"obj_loss": "focal"}, "Unknown obj_loss"),
+        ({"obj_loss": "qfl", "focal": True}, "focal applies to obj_loss='bce'"),
         ({"balance": (0.4, 1.0, 4.0)}, "one weight per head"),
     ],
 )
